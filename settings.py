@@ -1,0 +1,44 @@
+"""Configuration read from the environment, once, in one place.
+
+Every process (API, workers, beat, seed, tests) reads the same variables, so the
+defaults live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DATA_DIR = Path(os.environ.get("WALLET_DATA_DIR", ROOT / ".data"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    admin_key: str | None
+    partitions: int
+    port: int
+    flower_port: int
+    flower_basic_auth: str | None
+    # How many pending commands one drain transaction applies at most.
+    drain_batch_size: int
+    # A command pending for longer than this is re-rung by the sweeper.
+    sweep_after_seconds: float
+
+
+def load() -> Settings:
+    """Read the settings from the environment (tests may change it and call again)."""
+    return Settings(
+        database_url=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/wallet"),
+        redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        admin_key=os.environ.get("WALLET_ADMIN_KEY") or None,
+        partitions=int(os.environ.get("WALLET_PARTITIONS", "8")),
+        port=int(os.environ.get("PORT", "8000")),
+        flower_port=int(os.environ.get("FLOWER_PORT", "5555")),
+        flower_basic_auth=os.environ.get("FLOWER_BASIC_AUTH") or None,
+        drain_batch_size=int(os.environ.get("WALLET_DRAIN_BATCH", "500")),
+        sweep_after_seconds=float(os.environ.get("WALLET_SWEEP_AFTER", "3")),
+    )
