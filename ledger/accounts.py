@@ -1,0 +1,53 @@
+"""Who money belongs to: user wallets, the system accounts, and a wallet's partition."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+
+# Source of top-ups, source of bonuses, sink of spends and captures. They may go
+# negative: @treasury's balance is minus everything it has issued.
+TREASURY = "@treasury"
+PROMOTIONS = "@promotions"
+REVENUE = "@revenue"
+SYSTEM_ACCOUNTS = (TREASURY, PROMOTIONS, REVENUE)
+
+# Amounts are integers in the asset's smallest unit and must survive a trip through a
+# JavaScript client, so they stay within the doubles' exact integer range. Balances
+# are held to the same bound, so that a balance read is exact in every client too.
+MAX_AMOUNT = 2**53 - 1
+
+USER_ID_PATTERN = r"[A-Za-z0-9_.:@-]{1,128}"
+ASSET_CODE_PATTERN = r"^[A-Z][A-Z0-9_]{1,31}$"
+USER_ID = re.compile(USER_ID_PATTERN)
+ASSET_CODE = re.compile(ASSET_CODE_PATTERN)
+
+
+@dataclass(frozen=True, order=True)
+class AccountRef:
+    """One account: an owner (a user id, or a system account name) in one asset."""
+
+    owner: str
+    asset: str
+
+    @property
+    def is_system(self) -> bool:
+        return is_system(self.owner)
+
+
+def is_system(owner: str) -> bool:
+    """System account names start with '@'; user ids never do."""
+    return owner.startswith("@")
+
+
+def is_valid_user_id(user_id: str) -> bool:
+    return USER_ID.fullmatch(user_id) is not None and not is_system(user_id)
+
+
+def partition_of(user_id: str, partitions: int) -> int:
+    """The partition that owns a wallet: stable across processes and restarts.
+
+    zlib.crc32, not hash(): Python randomises str hashes per process.
+    """
+    return zlib.crc32(user_id.encode("utf-8")) % partitions

@@ -1,0 +1,158 @@
+"""Wallet commands as plain values: what a game server asked for, before it is decided.
+
+Each movement command carries its posting rule as one small method: the commands
+differ in which accounts they debit and credit, nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar
+
+from ledger.accounts import PROMOTIONS, REVENUE, TREASURY, AccountRef
+from ledger.postings import Posting, transfer
+
+
+class CommandType(StrEnum):
+    TOPUP = "topup"
+    BONUS = "bonus"
+    SPEND = "spend"
+    TRANSFER = "transfer"
+    HOLD = "hold"
+    CAPTURE = "capture"
+    RELEASE = "release"
+    REVERSE = "reverse"
+
+
+# The commands whose completed effect a reversal may undo.
+REVERSIBLE = frozenset(
+    {
+        CommandType.TOPUP,
+        CommandType.BONUS,
+        CommandType.SPEND,
+        CommandType.TRANSFER,
+        CommandType.CAPTURE,
+    }
+)
+
+
+@dataclass(frozen=True)
+class TopUp:
+    """Currency bought with real money: @treasury -> user."""
+
+    type: ClassVar[CommandType] = CommandType.TOPUP
+    user_id: str
+    asset: str
+    amount: int
+
+    @property
+    def subject(self) -> AccountRef:
+        return AccountRef(self.user_id, self.asset)
+
+    def postings(self) -> tuple[Posting, ...]:
+        return transfer(AccountRef(TREASURY, self.asset), self.subject, self.amount)
+
+
+@dataclass(frozen=True)
+class Bonus:
+    """Currency given away: @promotions -> user."""
+
+    type: ClassVar[CommandType] = CommandType.BONUS
+    user_id: str
+    asset: str
+    amount: int
+    reason: str | None = None
+
+    @property
+    def subject(self) -> AccountRef:
+        return AccountRef(self.user_id, self.asset)
+
+    def postings(self) -> tuple[Posting, ...]:
+        return transfer(AccountRef(PROMOTIONS, self.asset), self.subject, self.amount)
+
+
+@dataclass(frozen=True)
+class Spend:
+    """A purchase in the game: user -> @revenue, only from available funds."""
+
+    type: ClassVar[CommandType] = CommandType.SPEND
+    user_id: str
+    asset: str
+    amount: int
+    item_id: str | None = None
+
+    @property
+    def subject(self) -> AccountRef:
+        return AccountRef(self.user_id, self.asset)
+
+    def postings(self) -> tuple[Posting, ...]:
+        return transfer(self.subject, AccountRef(REVENUE, self.asset), self.amount)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """User to user in one asset, from the payer's available funds."""
+
+    type: ClassVar[CommandType] = CommandType.TRANSFER
+    from_user_id: str
+    to_user_id: str
+    asset: str
+    amount: int
+
+    @property
+    def subject(self) -> AccountRef:
+        return AccountRef(self.from_user_id, self.asset)
+
+    @property
+    def payee(self) -> AccountRef:
+        return AccountRef(self.to_user_id, self.asset)
+
+    def postings(self) -> tuple[Posting, ...]:
+        return transfer(self.subject, self.payee, self.amount)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Reserve funds for a later capture: held += amount, no money moves yet."""
+
+    type: ClassVar[CommandType] = CommandType.HOLD
+    user_id: str
+    asset: str
+    amount: int
+    expires_at: datetime
+
+    @property
+    def subject(self) -> AccountRef:
+        return AccountRef(self.user_id, self.asset)
+
+
+@dataclass(frozen=True)
+class Capture:
+    """Take all or part of an active hold: user -> @revenue; the rest is released."""
+
+    type: ClassVar[CommandType] = CommandType.CAPTURE
+    hold_id: str
+    amount: int | None = None
+
+
+@dataclass(frozen=True)
+class Release:
+    """Give an active hold's funds back to the wallet's available balance."""
+
+    type: ClassVar[CommandType] = CommandType.RELEASE
+    hold_id: str
+
+
+@dataclass(frozen=True)
+class Reverse:
+    """Compensating postings for a completed movement, at most once."""
+
+    type: ClassVar[CommandType] = CommandType.REVERSE
+    transaction_id: str
+    reason: str
+
+
+Movement = TopUp | Bonus | Spend | Transfer
+Command = TopUp | Bonus | Spend | Transfer | Hold | Capture | Release | Reverse
