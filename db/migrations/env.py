@@ -1,0 +1,22 @@
+"""Alembic environment: migrate the database named by DATABASE_URL."""
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+import settings
+from db.engine import sqlalchemy_url
+from db.models import Base
+
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    url = context.config.attributes.get("database_url") or settings.load().database_url
+    engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations_online()

@@ -1,0 +1,176 @@
+"""Typed SQLAlchemy models: the schema as Python sees it.
+
+The migrations in db/migrations are the schema's source of truth (they also create the
+triggers and partial indexes the ORM cannot express); a test checks that these models
+and the migrated database agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NOW = func.now()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    code: Mapped[str] = mapped_column(Text, unique=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+
+class ApiClient(Base):
+    """A game server (or operator) that calls the API. Keys are stored as SHA-256."""
+
+    __tablename__ = "api_clients"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    # NULL for the bootstrap client, whose key lives in WALLET_ADMIN_KEY only.
+    key_hash: Mapped[str | None] = mapped_column(Text, unique=True)
+    # Kept in clear: the service must compute HMACs with it.
+    webhook_secret: Mapped[str] = mapped_column(Text)
+    callback_hosts: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+
+class Account(Base):
+    """A wallet (user, one asset) or one shard of a system account.
+
+    System accounts have one row per partition (`shard`), written only by that
+    partition's drain: no row is a lock that every command waits on.
+    """
+
+    __tablename__ = "accounts"
+    __table_args__ = (
+        UniqueConstraint("owner", "asset_id", "shard", name="accounts_owner_asset_shard_key"),
+        CheckConstraint("held >= 0", name="accounts_held_not_negative"),
+        CheckConstraint(
+            "owner LIKE '@%' OR (balance - held >= 0 AND shard = 0)",
+            name="accounts_user_available_not_negative",
+        ),
+        CheckConstraint("owner NOT LIKE '@%' OR held = 0", name="accounts_system_never_held"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
+    balance: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    held: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+
+class Transaction(Base):
+    """A command as accepted (pending) and, once applied, its outcome."""
+
+    __tablename__ = "transactions"
+    __table_args__ = (
+        UniqueConstraint("client_id", "idempotency_key", name="transactions_client_key_key"),
+        CheckConstraint(
+            "type IN ('topup', 'bonus', 'spend', 'transfer', 'hold', 'capture', 'release', "
+            "'reverse')",
+            name="transactions_type_known",
+        ),
+        CheckConstraint(
+            "status IN ('pending', 'completed', 'rejected')", name="transactions_status_known"
+        ),
+        CheckConstraint(
+            "hold_status IS NULL OR hold_status IN ('active', 'captured', 'released', 'expired')",
+            name="transactions_hold_status_known",
+        ),
+        # The drain reads a partition's pending commands in acceptance order.
+        Index(
+            "transactions_pending_by_partition",
+            "partition",
+            "seq",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "transactions_active_holds",
+            "partition",
+            "expires_at",
+            postgresql_where=text("hold_status = 'active'"),
+        ),
+        Index("transactions_by_user", "user_id", "seq"),
+        Index(
+            "transactions_by_payee",
+            "to_user_id",
+            "seq",
+            postgresql_where=text("to_user_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    # Acceptance order. Commands of one partition are applied in this order.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_clients.id"))
+    idempotency_key: Mapped[str] = mapped_column(Text)
+    # SHA-256 of the canonical request: a replay with another body is refused.
+    fingerprint: Mapped[str] = mapped_column(Text)
+    type: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    partition: Mapped[int] = mapped_column(SmallInteger)
+    user_id: Mapped[str] = mapped_column(Text)
+    to_user_id: Mapped[str | None] = mapped_column(Text)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    # The hold a capture or release acts on, or the transaction a reversal undoes.
+    reference_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
+    reason: Mapped[str | None] = mapped_column(Text)
+    item_id: Mapped[str | None] = mapped_column(Text)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    hold_status: Mapped[str | None] = mapped_column(Text)
+    reversed_by: Mapped[uuid.UUID | None] = mapped_column(UUID)
+    error_code: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    balance_after: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerEntry(Base):
+    """One posting. Append-only: the database refuses UPDATE, DELETE and TRUNCATE."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("amount <> 0", name="ledger_entries_amount_not_zero"),
+        Index("ledger_entries_by_transaction", "transaction_id"),
+        Index("ledger_entries_by_account", "account_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    # Signed: a credit is positive, a debit negative.
+    amount: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)

@@ -1,0 +1,166 @@
+"""What the API shows: transactions as resources, wallets, and wallet history pages."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, text
+
+from db.assets import catalog
+
+TRANSACTION_COLUMNS = (
+    "t.id, t.seq, t.client_id, t.type, t.status, t.user_id, t.to_user_id, t.asset_id, "
+    "t.amount, t.idempotency_key, t.metadata, t.error_code, t.error_message, "
+    "t.balance_after, t.reference_id, t.expires_at, t.hold_status, t.reversed_by, t.reason, "
+    "t.item_id, t.callback_url, t.created_at, t.completed_at"
+)
+
+
+def transaction(conn: Connection, tx_id: uuid.UUID) -> dict[str, Any] | None:
+    rows = conn.execute(
+        text(f"SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.id = :id"), {"id": tx_id}
+    ).all()
+    found = resources(conn, rows)
+    return found[0] if found else None
+
+
+def transaction_by_key(
+    conn: Connection, client_id: uuid.UUID, idempotency_key: str
+) -> dict[str, Any] | None:
+    rows = conn.execute(
+        text(
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions t "
+            "WHERE t.client_id = :client AND t.idempotency_key = :key"
+        ),
+        {"client": client_id, "key": idempotency_key},
+    ).all()
+    found = resources(conn, rows)
+    return found[0] if found else None
+
+
+def transactions(conn: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    rows = conn.execute(
+        text(f"SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.id = ANY(:ids)"),
+        {"ids": list(ids)},
+    ).all()
+    return {uuid.UUID(r["id"]): r for r in resources(conn, rows)}
+
+
+def wallet(conn: Connection, owner: str) -> list[dict[str, Any]]:
+    """One balance per asset; a system account's shards are summed. Empty: no wallet."""
+    rows = conn.execute(
+        text(
+            "SELECT asset_id, sum(balance) AS balance, sum(held) AS held, "
+            "max(updated_at) AS updated_at FROM accounts WHERE owner = :owner "
+            "GROUP BY asset_id"
+        ),
+        {"owner": owner},
+    ).all()
+    balances = [
+        {
+            "asset": catalog.by_id(r.asset_id).code,
+            "balance": int(r.balance),
+            "held": int(r.held),
+            "available": int(r.balance) - int(r.held),
+            "updated_at": iso(r.updated_at),
+        }
+        for r in rows
+    ]
+    return sorted(balances, key=lambda b: b["asset"])
+
+
+def wallet_history(
+    conn: Connection, user_id: str, asset_id: int | None, limit: int, before_seq: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the user's transactions, newest first, and the cursor of the next page.
+
+    Two index range scans (as payer or subject, and as payee) merged, so a page costs
+    the same whatever the length of the history.
+    """
+    where = "AND t.seq < :before " if before_seq is not None else ""
+    where += "AND t.asset_id = :asset " if asset_id is not None else ""
+    rows = conn.execute(
+        text(
+            f"(SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.user_id = :user {where}"
+            "ORDER BY t.seq DESC LIMIT :n) UNION "
+            f"(SELECT {TRANSACTION_COLUMNS} FROM transactions t "
+            f"WHERE t.to_user_id = :user {where}ORDER BY t.seq DESC LIMIT :n) "
+            "ORDER BY seq DESC LIMIT :n"
+        ),
+        {"user": user_id, "before": before_seq, "asset": asset_id, "n": limit + 1},
+    ).all()
+    next_seq = rows[limit - 1].seq if len(rows) > limit else None
+    return resources(conn, rows[:limit]), next_seq
+
+
+def resources(conn: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
+    """Transaction rows as API resources, with their ledger entries."""
+    entries: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    completed = [r.id for r in rows if r.status == "completed"]
+    if completed:
+        for e in conn.execute(
+            text(
+                "SELECT e.transaction_id, a.owner, e.amount FROM ledger_entries e "
+                "JOIN accounts a ON a.id = e.account_id "
+                "WHERE e.transaction_id = ANY(:ids) ORDER BY e.id"
+            ),
+            {"ids": completed},
+        ):
+            entries[e.transaction_id].append(
+                {
+                    "account": e.owner,
+                    "direction": "credit" if e.amount > 0 else "debit",
+                    "amount": abs(e.amount),
+                }
+            )
+    return [resource(r, entries.get(r.id, [])) for r in rows]
+
+
+def resource(row: Row[Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One transaction as SPEC shows it; type-specific fields only where they apply."""
+    body: dict[str, Any] = {
+        "id": str(row.id),
+        "type": row.type,
+        "status": row.status,
+        "user_id": row.user_id,
+        "asset": catalog.by_id(row.asset_id).code,
+        "amount": row.amount,
+        "idempotency_key": row.idempotency_key,
+        "metadata": row.metadata,
+        "error": {"code": row.error_code, "message": row.error_message} if row.error_code else None,
+        "balance_after": row.balance_after,
+        "entries": entries,
+        "created_at": iso(row.created_at),
+        "completed_at": iso(row.completed_at),
+    }
+    if row.type == "transfer":
+        body["to_user_id"] = row.to_user_id
+    if row.type == "hold":
+        body["expires_at"] = iso(row.expires_at)
+        body["hold_status"] = row.hold_status
+    if row.type in ("capture", "release"):
+        body["hold_id"] = str(row.reference_id)
+    if row.type == "reverse":
+        body["reverses"] = str(row.reference_id)
+    if row.reversed_by is not None:
+        body["reversed_by"] = str(row.reversed_by)
+    if row.reason is not None:
+        body["reason"] = row.reason
+    if row.item_id is not None:
+        body["item_id"] = row.item_id
+    if row.callback_url is not None:
+        body["callback_url"] = row.callback_url
+    return body
+
+
+def iso(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with milliseconds: 2026-11-20T10:00:00.012Z."""
+    if moment is None:
+        return None
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )

@@ -1,0 +1,76 @@
+"""The seed: assets, the bootstrap client, system accounts, and two demo players.
+
+`python -m db.seed` is idempotent. Alice's and Bob's opening balances are real ledger
+transactions from @treasury: top-ups recorded like any other command (with fixed
+idempotency keys, so a second seed adds nothing) and applied by the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Connection, text
+
+import settings
+from db import intake
+from db.assets import SEEDED_ASSETS
+from db.clients import BOOTSTRAP_CLIENT_ID, ensure_bootstrap_client
+from db.engine import connect
+from ledger import SYSTEM_ACCOUNTS, partition_of
+
+log = logging.getLogger(__name__)
+
+OPENING_BALANCES = {
+    "alice": {"GOLD_COINS": 1000, "DIAMONDS": 50, "LOYALTY_POINTS": 200},
+    "bob": {"GOLD_COINS": 500, "DIAMONDS": 20},
+}
+
+
+def seed(conn: Connection, partitions: int) -> list[intake.Recorded]:
+    """Create what a fresh service needs; returns the opening top-ups (new or replayed)."""
+    for code, name in SEEDED_ASSETS:
+        conn.execute(
+            text("INSERT INTO assets (code, name) VALUES (:c, :n) ON CONFLICT (code) DO NOTHING"),
+            {"c": code, "n": name},
+        )
+    ensure_bootstrap_client(conn)
+    conn.execute(
+        text(
+            "INSERT INTO accounts (owner, asset_id, shard) "
+            "SELECT o.owner, a.id, s.shard FROM unnest(CAST(:owners AS text[])) AS o(owner) "
+            "CROSS JOIN assets a CROSS JOIN generate_series(0, :last) AS s(shard) "
+            "ON CONFLICT (owner, asset_id, shard) DO NOTHING"
+        ),
+        {"owners": list(SYSTEM_ACCOUNTS), "last": partitions - 1},
+    )
+    asset_ids = {code: id_ for code, id_ in conn.execute(text("SELECT code, id FROM assets"))}
+    commands = []
+    for user_id, balances in OPENING_BALANCES.items():
+        for code, amount in balances.items():
+            fields = {"user_id": user_id, "asset": code, "amount": amount}
+            commands.append(
+                intake.NewCommand(
+                    client_id=BOOTSTRAP_CLIENT_ID,
+                    idempotency_key=f"seed:opening:{user_id}:{code}",
+                    fingerprint=intake.fingerprint("topup", fields),
+                    type="topup",
+                    partition=partition_of(user_id, partitions),
+                    user_id=user_id,
+                    asset_id=asset_ids[code],
+                    amount=amount,
+                    metadata={"seed": "opening balance"},
+                )
+            )
+    return intake.record(conn, commands)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with connect() as conn:
+        recorded = seed(conn, settings.load().partitions)
+    created = sum(r.created for r in recorded)
+    log.info("seed: assets, system accounts, demo users alice and bob (%d new top-ups)", created)
+
+
+if __name__ == "__main__":
+    main()
