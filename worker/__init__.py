@@ -1,0 +1,1 @@
+"""Celery workers: the partition drains, callbacks, and the periodic sweeper."""

@@ -1,0 +1,21 @@
+"""What the workers count, for /metrics (prometheus-client, multiprocess mode)."""
+
+from prometheus_client import Counter, Histogram
+
+COMMANDS_APPLIED = Counter(
+    "wallet_commands_applied_total", "Commands that completed, by type", ["type"]
+)
+COMMANDS_REJECTED = Counter(
+    "wallet_commands_rejected_total", "Commands that were rejected, by type", ["type"]
+)
+APPLY_LATENCY = Histogram(
+    "wallet_apply_latency_seconds",
+    "From acceptance (the 202) to a final status",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+BATCH_SIZE = Histogram(
+    "wallet_drain_batch_commands",
+    "Commands applied per drain transaction",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+)
+HOLDS_EXPIRED = Counter("wallet_holds_expired_total", "Holds released because their time ran out")

@@ -1,0 +1,83 @@
+"""Celery tasks: the partition drain and the sweeper."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from celery.signals import worker_ready
+from sqlalchemy.exc import OperationalError
+
+import settings
+from db import batch as store
+from db.engine import connect
+from worker import doorbell
+from worker.app import app
+from worker.drain import BatchResult, drain
+from worker.metrics import (
+    APPLY_LATENCY,
+    BATCH_SIZE,
+    COMMANDS_APPLIED,
+    COMMANDS_REJECTED,
+    HOLDS_EXPIRED,
+)
+from worker.routing import partition_of_queue
+
+log = logging.getLogger(__name__)
+SETTINGS = settings.load()
+# A drain gives its worker back after this long and rings again: other partitions
+# served by the same process get their turn, and no message stays unacked for long.
+DRAIN_BUDGET_SECONDS = 5.0
+
+
+@app.task(name="wallet.apply_partition", ignore_result=True)
+def apply_partition(partition: int) -> None:
+    """Drain one partition. The message is only a doorbell; PostgreSQL holds the work."""
+    doorbell.answer(partition)
+    try:
+        result = drain(
+            partition,
+            batch_size=SETTINGS.drain_batch_size,
+            budget_seconds=DRAIN_BUDGET_SECONDS,
+            on_batch=_observe,
+        )
+    except OperationalError as error:
+        # The database is unreachable: the commands stay pending, the sweeper rings again.
+        log.warning("partition %s not drained: database unavailable: %s", partition, error)
+        return
+    if result.more:
+        doorbell.ring(partition, force=True)
+
+
+@app.task(name="wallet.sweep", ignore_result=True)
+def sweep() -> list[int]:
+    """Ring every partition with a command pending too long or a hold that ran out."""
+    with connect() as conn:
+        partitions = store.partitions_to_sweep(conn, SETTINGS.sweep_after_seconds)
+    for partition in partitions:
+        if partition >= SETTINGS.partitions:
+            log.error("pending commands in partition %s, beyond WALLET_PARTITIONS", partition)
+        doorbell.ring(partition, force=True)
+    return partitions
+
+
+@worker_ready.connect
+def drain_on_start(sender: Any, **_: Any) -> None:
+    """A worker that (re)starts drains its partitions at once instead of waiting for beat."""
+    for queue in sender.app.amqp.queues.consume_from:
+        partition = partition_of_queue(queue)
+        if partition is not None:
+            doorbell.ring(partition, force=True)
+
+
+def _observe(batch: BatchResult) -> None:
+    now = datetime.now(UTC)
+    if batch.finished:
+        BATCH_SIZE.observe(len(batch.finished))
+    for command in batch.finished:
+        counter = COMMANDS_APPLIED if command.status == "completed" else COMMANDS_REJECTED
+        counter.labels(command.type).inc()
+        APPLY_LATENCY.observe(max(0.0, (now - command.accepted_at).total_seconds()))
+    if batch.expired:
+        HOLDS_EXPIRED.inc(batch.expired)
