@@ -1,0 +1,39 @@
+"""/v1/assets: the currencies the ledger knows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.auth import require
+from api.blueprint import Blueprint
+from api.errors import ApiError
+from api.schemas import AssetListSchema, AssetSchema
+from db.assets import AssetExists, catalog, create_asset
+from db.engine import connect
+
+blp = Blueprint("assets", __name__, url_prefix="/v1/assets", description="Currencies.")
+
+
+@blp.route("", methods=["GET"])
+@require("read")
+@blp.response(200, AssetListSchema)
+@blp.secured()
+def list_assets() -> Any:
+    """Every asset, by code"""
+    return {"items": [{"code": a.code, "name": a.name} for a in catalog.all()]}
+
+
+@blp.route("", methods=["POST"])
+@require("admin")
+@blp.arguments(AssetSchema)
+@blp.response(201, AssetSchema)
+@blp.secured()
+def add_asset(body: dict[str, Any]) -> Any:
+    """Add an asset (409 if the code exists)"""
+    try:
+        with connect() as conn:
+            asset = create_asset(conn, body["code"], body["name"])
+    except AssetExists:
+        raise ApiError(409, "asset_exists", f"Asset {body['code']} already exists.") from None
+    catalog.clear()
+    return {"code": asset.code, "name": asset.name}, 201, {"Location": "/v1/assets"}

@@ -1,0 +1,114 @@
+"""Bearer API keys with scopes. Keys are stored hashed and compared in constant time."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import g, request
+
+import settings
+from api.errors import ApiError
+from db.clients import (
+    BOOTSTRAP_CLIENT_ID,
+    SCOPES,
+    Client,
+    client_by_id,
+    client_by_key_hash,
+    hash_key,
+)
+from db.engine import connect
+
+F = TypeVar("F", bound=Callable[..., Any])
+CACHE_SECONDS = 30.0
+
+_cache: dict[str, tuple[Client, float]] = {}
+_cache_lock = threading.Lock()
+
+
+def require(scope: str) -> Callable[[F], F]:
+    """Authenticate the caller and check one scope: 401 without a valid key, 403 without scope."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            client = current_client()
+            if scope not in client.scopes:
+                raise ApiError(403, "forbidden", f"This key lacks the '{scope}' scope.")
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def current_client() -> Client:
+    client = g.get("client")
+    if client is None:
+        client = authenticate(request.headers.get("Authorization", ""))
+        g.client = client
+    return client
+
+
+def authenticate(authorization: str) -> Client:
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Send an API key as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="wallet"'},
+        )
+    admin_key = settings.load().admin_key
+    if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
+        return _cached("bootstrap", lambda: _bootstrap())
+    client = _cached(hash_key(key), lambda: _by_hash(hash_key(key)))
+    if client is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "The API key is not valid.",
+            headers={"WWW-Authenticate": 'Bearer realm="wallet", error="invalid_token"'},
+        )
+    return client
+
+
+def _cached(key: str, load: Callable[[], Client | None]) -> Any:
+    """Clients change rarely; a short cache keeps authentication off the database."""
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and hit[1] > now:
+        return hit[0]
+    client = load()
+    if client is not None:
+        with _cache_lock:
+            _cache[key] = (client, now + CACHE_SECONDS)
+    return client
+
+
+def _by_hash(key_hash: str) -> Client | None:
+    with connect() as conn:
+        return client_by_key_hash(conn, key_hash)
+
+
+def _bootstrap() -> Client:
+    with connect() as conn:
+        client = client_by_id(conn, BOOTSTRAP_CLIENT_ID)
+    if client is None:
+        raise ApiError(
+            503, "unavailable", "The service is not seeded yet.", headers={"Retry-After": "1"}
+        )
+    # WALLET_ADMIN_KEY has every scope, whatever the row says.
+    return Client(
+        client.id, client.name, frozenset(SCOPES), client.webhook_secret, client.callback_hosts
+    )
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

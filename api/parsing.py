@@ -1,0 +1,61 @@
+"""Reading request bodies: strict JSON, whatever the Content-Type says."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import flask
+from marshmallow import Schema, ValidationError
+from webargs import core
+from webargs.flaskparser import FlaskParser
+
+from api.errors import ApiError, validation_error
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(data: bytes) -> Any:
+    """Parse a body as JSON. NaN and Infinity are Python's extensions, not JSON: refused."""
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}") from None
+
+
+class StrictJsonParser(FlaskParser):
+    """webargs' Flask parser, with our JSON rules and problem+json errors.
+
+    Game servers do not always send `Content-Type: application/json`; a body is read
+    as JSON either way, and an empty body is an empty object.
+    """
+
+    DEFAULT_VALIDATION_STATUS = 422
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        data = req.get_data(cache=True)
+        if not data.strip():
+            return {}
+        return load_json(data)
+
+    def handle_error(
+        self,
+        error: ValidationError,
+        req: flask.Request,
+        schema: Schema,
+        *,
+        error_status_code: int | None,
+        error_headers: Any,
+    ) -> NoReturn:
+        raise validation_error(error.messages)
+
+    def _handle_invalid_json_error(
+        self, error: Any, req: flask.Request, *a: Any, **k: Any
+    ) -> NoReturn:
+        raise ApiError(400, "invalid_json", "The body is not valid JSON.")
+
+
+parser = StrictJsonParser()
+missing = core.missing

@@ -1,0 +1,299 @@
+"""marshmallow schemas: they validate requests and generate the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from ledger import ASSET_CODE_PATTERN, MAX_AMOUNT, CommandType, is_valid_user_id
+
+METADATA_MAX_BYTES = 4096
+HOLD_MAX_SECONDS = 604_800
+IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+class Amount(fields.Integer):
+    """A JSON integer in 1..2^53-1. Booleans, floats (even 5.0) and strings are refused."""
+
+    default_error_messages = {"invalid": "Must be a JSON integer (no fraction, no quotes)."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(strict=True, validate=validate.Range(1, MAX_AMOUNT), **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        if type(value) is not int:
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)  # type: ignore[no-any-return]
+
+
+class UserId(fields.String):
+    """A game's player id: 1-128 of [A-Za-z0-9_.:@-], not starting with '@'."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(validate=self._check, **kwargs)
+
+    @staticmethod
+    def _check(value: str) -> None:
+        if not is_valid_user_id(value):
+            raise ValidationError(
+                "Must be 1-128 characters of A-Z a-z 0-9 _ . : @ - and not start with '@'."
+            )
+
+
+class AssetCode(fields.String):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            validate=validate.Regexp(
+                ASSET_CODE_PATTERN, error="Must match ^[A-Z][A-Z0-9_]{{1,31}}$."
+            ),
+            **kwargs,
+        )
+
+
+def _metadata_size(value: dict[str, Any]) -> None:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > METADATA_MAX_BYTES:
+        raise ValidationError(f"Must be at most {METADATA_MAX_BYTES} bytes as JSON ({size}).")
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+class CommandSchema(Schema):
+    """Fields every command may carry."""
+
+    metadata = fields.Dict(keys=fields.String(), validate=_metadata_size)
+    callback_url = fields.Url(
+        schemes={"http", "https"}, require_tld=False, validate=validate.Length(max=2048)
+    )
+
+
+class TopUpSchema(CommandSchema):
+    user_id = UserId(required=True)
+    asset = AssetCode(required=True)
+    amount = Amount(required=True)
+
+
+class BonusSchema(TopUpSchema):
+    reason = fields.String(validate=validate.Length(1, 255))
+
+
+class SpendSchema(TopUpSchema):
+    item_id = fields.String(validate=validate.Length(1, 255))
+
+
+class TransferSchema(CommandSchema):
+    from_user_id = UserId(required=True)
+    to_user_id = UserId(required=True)
+    asset = AssetCode(required=True)
+    amount = Amount(required=True)
+
+    @validates_schema
+    def _different_wallets(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("from_user_id") == data.get("to_user_id"):
+            raise ValidationError("Cannot transfer to the same wallet.", "to_user_id")
+
+
+class HoldSchema(TopUpSchema):
+    expires_in = fields.Integer(
+        strict=True, required=True, validate=validate.Range(1, HOLD_MAX_SECONDS)
+    )
+
+
+class CaptureSchema(CommandSchema):
+    amount = Amount()
+
+
+class ReleaseSchema(CommandSchema):
+    pass
+
+
+class ReverseSchema(CommandSchema):
+    reason = fields.String(required=True, validate=validate.Length(1, 1000))
+
+
+# The body schema of each command type, and the path field that names its reference.
+COMMAND_SCHEMAS: dict[CommandType, type[CommandSchema]] = {
+    CommandType.TOPUP: TopUpSchema,
+    CommandType.BONUS: BonusSchema,
+    CommandType.SPEND: SpendSchema,
+    CommandType.TRANSFER: TransferSchema,
+    CommandType.HOLD: HoldSchema,
+    CommandType.CAPTURE: CaptureSchema,
+    CommandType.RELEASE: ReleaseSchema,
+    CommandType.REVERSE: ReverseSchema,
+}
+REFERENCE_FIELD = {
+    CommandType.CAPTURE: "hold_id",
+    CommandType.RELEASE: "hold_id",
+    CommandType.REVERSE: "transaction_id",
+}
+
+
+class BatchSchema(Schema):
+    commands = fields.List(
+        fields.Dict(),
+        required=True,
+        validate=validate.Length(1, 1000, error="Must hold 1 to 1000 commands."),
+        metadata={
+            "description": "Each item: `type`, `idempotency_key`, the fields of that command "
+            "type, and `hold_id` (capture, release) or `transaction_id` (reverse)."
+        },
+    )
+
+
+# -- responses -------------------------------------------------------------------------
+
+
+class EntrySchema(Schema):
+    account = fields.String(required=True)
+    direction = fields.String(required=True, validate=validate.OneOf(["debit", "credit"]))
+    amount = fields.Integer(required=True)
+
+
+class RejectionSchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+
+
+class TransactionSchema(Schema):
+    id = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf([t.value for t in CommandType]))
+    status = fields.String(
+        required=True, validate=validate.OneOf(["pending", "completed", "rejected"])
+    )
+    user_id = fields.String(required=True)
+    asset = fields.String(required=True)
+    amount = fields.Integer(allow_none=True)
+    idempotency_key = fields.String(required=True)
+    metadata = fields.Dict(allow_none=True)
+    error = fields.Nested(RejectionSchema, allow_none=True)
+    balance_after = fields.Integer(allow_none=True)
+    entries = fields.List(fields.Nested(EntrySchema), required=True)
+    created_at = fields.String(required=True)
+    completed_at = fields.String(allow_none=True)
+    to_user_id = fields.String(metadata={"description": "Transfers: the payee."})
+    expires_at = fields.String(metadata={"description": "Holds."})
+    hold_status = fields.String(
+        validate=validate.OneOf(["active", "captured", "released", "expired"]),
+        allow_none=True,
+        metadata={"description": "Holds: null until the hold is applied."},
+    )
+    hold_id = fields.String(metadata={"description": "Captures and releases."})
+    reverses = fields.String(metadata={"description": "Reversals: the transaction undone."})
+    reversed_by = fields.String(metadata={"description": "Set once a reversal completed."})
+    reason = fields.String()
+    item_id = fields.String()
+    callback_url = fields.String()
+
+
+class BatchResultSchema(Schema):
+    results = fields.List(
+        fields.Dict(),
+        required=True,
+        metadata={
+            "description": "One per command, in request order: the transaction (with "
+            "`replayed`) or a problem object (with `status` as an HTTP status)."
+        },
+    )
+
+
+class BalanceSchema(Schema):
+    asset = fields.String(required=True)
+    balance = fields.Integer(required=True)
+    held = fields.Integer(required=True)
+    available = fields.Integer(required=True)
+    updated_at = fields.String(required=True)
+
+
+class WalletSchema(Schema):
+    user_id = fields.String(required=True)
+    balances = fields.List(fields.Nested(BalanceSchema), required=True)
+
+
+class HistoryQuerySchema(Schema):
+    asset = AssetCode()
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    cursor = fields.String()
+
+
+class HistoryPageSchema(Schema):
+    items = fields.List(fields.Nested(TransactionSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class WaitQuerySchema(Schema):
+    wait = fields.Float(
+        load_default=0,
+        validate=validate.Range(0, 30),
+        metadata={"description": "Seconds to wait for a final status (long poll)."},
+    )
+
+
+class KeyQuerySchema(Schema):
+    idempotency_key = fields.String(required=True, validate=validate.Length(1, 255))
+
+
+class AssetSchema(Schema):
+    code = AssetCode(required=True)
+    name = fields.String(required=True, validate=validate.Length(1, 100))
+
+
+class AssetListSchema(Schema):
+    items = fields.List(fields.Nested(AssetSchema), required=True)
+
+
+class ClientRequestSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(1, 100))
+    scopes = fields.List(
+        fields.String(validate=validate.OneOf(["submit", "read", "admin"])),
+        required=True,
+        validate=validate.Length(min=1),
+    )
+    callback_hosts = fields.List(
+        fields.String(validate=validate.Regexp(HOST, error="Must be host or host:port.")),
+        load_default=list,
+    )
+
+
+class ClientCreatedSchema(Schema):
+    id = fields.String(required=True)
+    name = fields.String(required=True)
+    scopes = fields.List(fields.String(), required=True)
+    callback_hosts = fields.List(fields.String(), required=True)
+    api_key = fields.String(required=True, metadata={"description": "Shown once."})
+    webhook_secret = fields.String(required=True)
+
+
+class MismatchSchema(Schema):
+    account = fields.String(required=True)
+    shard = fields.Integer(required=True)
+    field = fields.String(required=True)
+    cached = fields.Integer(required=True)
+    expected = fields.Integer(required=True)
+
+
+class AssetReconciliationSchema(Schema):
+    asset = fields.String(required=True)
+    sum_of_balances = fields.Integer(required=True)
+    accounts_checked = fields.Integer(required=True)
+    mismatches = fields.List(fields.Nested(MismatchSchema), required=True)
+
+
+class ReconciliationSchema(Schema):
+    ok = fields.Boolean(required=True)
+    unbalanced_transactions = fields.List(fields.String(), required=True)
+    assets = fields.List(fields.Nested(AssetReconciliationSchema), required=True)
+
+
+class ProblemSchema(Schema):
+    type = fields.String(required=True)
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String(required=True)
+    code = fields.String(required=True)
+    errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))

@@ -1,0 +1,207 @@
+"""/v1/transactions: submit commands (single or batch) and read their outcomes."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import request
+from marshmallow import ValidationError
+
+from api import intake
+from api.auth import current_client, require
+from api.blueprint import Blueprint
+from api.errors import ApiError, validation_error
+from api.schemas import (
+    COMMAND_SCHEMAS,
+    IDEMPOTENCY_KEY,
+    REFERENCE_FIELD,
+    BatchResultSchema,
+    BatchSchema,
+    KeyQuerySchema,
+    TransactionSchema,
+    WaitQuerySchema,
+)
+from db import reads
+from db.engine import connect
+from ledger import CommandType
+
+blp = Blueprint(
+    "transactions",
+    __name__,
+    url_prefix="/v1/transactions",
+    description="Wallet commands: accepted with 202, applied asynchronously, read back here.",
+)
+
+IDEMPOTENCY_HEADER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": True,
+    "description": "1-255 printable ASCII characters, unique per client and command.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+SCOPE = {CommandType.REVERSE: "admin"}
+# Parsed once: schema instances are reusable and thread-safe for load().
+ITEM_SCHEMAS = {kind: schema() for kind, schema in COMMAND_SCHEMAS.items()}
+
+
+def idempotency_key(value: str | None) -> str:
+    if value is None or not IDEMPOTENCY_KEY.fullmatch(value):
+        raise ApiError(
+            400,
+            "idempotency_key_missing",
+            "Send an Idempotency-Key of 1-255 printable ASCII characters.",
+        )
+    return value
+
+
+def with_idempotency_key(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Check the header before the body is parsed: a bad key is a 400 whatever the body."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs["key"] = idempotency_key(request.headers.get("Idempotency-Key"))
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def respond(accepted: intake.Accepted) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """202 the first time; 200 with Idempotent-Replayed for the same key and body."""
+    headers = {"Location": f"/v1/transactions/{accepted.resource['id']}"}
+    if accepted.created:
+        return accepted.resource, 202, headers
+    headers["Idempotent-Replayed"] = "true"
+    return accepted.resource, 200, headers
+
+
+def _command_view(kind: CommandType) -> Callable[..., Any]:
+    """The view of one command type: the types differ only in schema and reference."""
+    reference = REFERENCE_FIELD.get(kind)
+
+    @require(SCOPE.get(kind, "submit"))
+    @with_idempotency_key
+    @blp.arguments(COMMAND_SCHEMAS[kind], as_kwargs=False)
+    @blp.response(202, TransactionSchema, description="Accepted: the pending transaction.")
+    @blp.alt_response(200, schema=TransactionSchema, description="Replay of the same request.")
+    @blp.secured(parameters=[IDEMPOTENCY_HEADER])
+    def view(fields: dict[str, Any], key: str, **path: uuid.UUID) -> Any:
+        if reference is not None:
+            fields[reference] = path[reference]
+        return respond(intake.submit(current_client(), intake.Submission(kind, key, fields)))
+
+    view.__name__ = f"submit_{kind.value}"
+    view.__doc__ = f"Submit a {kind.value} command"
+    return view
+
+
+for _kind in (
+    CommandType.TOPUP,
+    CommandType.BONUS,
+    CommandType.SPEND,
+    CommandType.TRANSFER,
+    CommandType.HOLD,
+):
+    blp.add_url_rule(f"/{_kind.value}", view_func=_command_view(_kind), methods=["POST"])
+blp.add_url_rule(
+    "/<uuid:hold_id>/capture", view_func=_command_view(CommandType.CAPTURE), methods=["POST"]
+)
+blp.add_url_rule(
+    "/<uuid:hold_id>/release", view_func=_command_view(CommandType.RELEASE), methods=["POST"]
+)
+blp.add_url_rule(
+    "/<uuid:transaction_id>/reverse",
+    view_func=_command_view(CommandType.REVERSE),
+    methods=["POST"],
+)
+
+
+@blp.route("/batch", methods=["POST"])
+@require("submit")
+@blp.arguments(BatchSchema)
+@blp.response(202, BatchResultSchema)
+@blp.secured()
+def submit_batch(body: dict[str, Any]) -> Any:
+    """Submit 1-1000 commands; each is accepted or refused on its own, in order"""
+    client = current_client()
+    items = [_batch_item(item, client.scopes) for item in body["commands"]]
+    results = []
+    for result in intake.submit_many(client, items):
+        if isinstance(result, ApiError):
+            results.append(result.problem())
+        else:
+            results.append({**result.resource, "replayed": not result.created})
+    return {"results": results}
+
+
+def _batch_item(item: dict[str, Any], scopes: frozenset[str]) -> intake.Submission | ApiError:
+    """Validate one batch item as its own request would be validated."""
+    try:
+        kind = CommandType(item.get("type"))
+    except ValueError:
+        return validation_error(
+            {"type": [f"Must be one of: {', '.join(t.value for t in CommandType)}."]}
+        )
+    try:
+        key = idempotency_key(item.get("idempotency_key"))
+    except ApiError as error:
+        return error
+    scope = SCOPE.get(kind, "submit")
+    if scope not in scopes:
+        return ApiError(403, "forbidden", f"This key lacks the '{scope}' scope.")
+    fields = {k: v for k, v in item.items() if k not in ("type", "idempotency_key")}
+    reference = REFERENCE_FIELD.get(kind)
+    ref_value = fields.pop(reference, None) if reference else None
+    errors: dict[str, Any] = {}
+    if reference is not None:
+        try:
+            ref_value = uuid.UUID(str(ref_value))
+        except ValueError:
+            errors[reference] = ["Must be a transaction id (UUID)."]
+    try:
+        loaded = ITEM_SCHEMAS[kind].load(fields)
+    except ValidationError as error:
+        errors.update(
+            error.messages if isinstance(error.messages, dict) else {"_body": error.messages}
+        )
+    if errors:
+        return validation_error(errors)
+    if reference is not None:
+        loaded[reference] = ref_value
+    return intake.Submission(kind, key, loaded)
+
+
+@blp.route("/<uuid:tx_id>", methods=["GET"])
+@require("read")
+@blp.arguments(WaitQuerySchema, location="query", as_kwargs=True)
+@blp.response(200, TransactionSchema)
+@blp.secured()
+def get_transaction(tx_id: uuid.UUID, wait: float) -> Any:
+    """A transaction in its current state; ?wait=N long-polls for a final status"""
+    with connect() as conn:
+        resource = reads.transaction(conn, tx_id)
+    if resource is None:
+        raise ApiError(404, "not_found", f"There is no transaction {tx_id}.")
+    return _with_retry_after(resource)
+
+
+@blp.route("", methods=["GET"])
+@require("read")
+@blp.arguments(KeyQuerySchema, location="query", as_kwargs=True)
+@blp.response(200, TransactionSchema)
+@blp.secured()
+def find_by_key(idempotency_key: str) -> Any:
+    """The calling client's transaction for an Idempotency-Key"""
+    with connect() as conn:
+        resource = reads.transaction_by_key(conn, current_client().id, idempotency_key)
+    if resource is None:
+        raise ApiError(404, "not_found", "This client has no transaction with that key.")
+    return _with_retry_after(resource)
+
+
+def _with_retry_after(resource: dict[str, Any]) -> Any:
+    if resource["status"] == "pending":
+        return resource, 200, {"Retry-After": "1"}
+    return resource

@@ -1,0 +1,79 @@
+"""/v1/wallets: balances and history of a player (or of a system account)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from api.auth import require
+from api.blueprint import Blueprint
+from api.errors import ApiError
+from api.schemas import HistoryPageSchema, HistoryQuerySchema, WalletSchema
+from db import reads
+from db.assets import catalog
+from db.engine import connect
+from ledger import SYSTEM_ACCOUNTS, is_valid_user_id
+
+blp = Blueprint("wallets", __name__, url_prefix="/v1/wallets", description="Balances and history.")
+
+
+@blp.route("/<user_id>", methods=["GET"])
+@require("read")
+@blp.response(200, WalletSchema)
+@blp.secured()
+def get_wallet(user_id: str) -> Any:
+    """A wallet's balances per asset: balance, held, available"""
+    balances: list[dict[str, Any]] = []
+    if is_valid_user_id(user_id) or user_id in SYSTEM_ACCOUNTS:
+        with connect() as conn:
+            balances = reads.wallet(conn, user_id)
+    if not balances:
+        raise ApiError(404, "user_not_found", f"'{user_id}' has no wallet.")
+    return {"user_id": user_id, "balances": balances}
+
+
+@blp.route("/<user_id>/transactions", methods=["GET"])
+@require("read")
+@blp.arguments(HistoryQuerySchema, location="query", as_kwargs=True)
+@blp.response(200, HistoryPageSchema)
+@blp.secured()
+def wallet_history(
+    user_id: str, limit: int, asset: str | None = None, cursor: str | None = None
+) -> Any:
+    """A player's transactions (as subject or payee), newest first, in keyset pages"""
+    asset_id = None
+    if asset is not None:
+        found = catalog.by_code(asset)
+        if found is None:
+            raise ApiError(
+                422,
+                "unknown_asset",
+                f"There is no asset '{asset}'.",
+                errors={"asset": ["Unknown asset."]},
+            )
+        asset_id = found.id
+    before = _decode_cursor(cursor) if cursor else None
+    with connect() as conn:
+        items, next_seq = reads.wallet_history(conn, user_id, asset_id, limit, before)
+    return {"items": items, "next_cursor": _encode_cursor(next_seq) if next_seq else None}
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, value = raw.partition(":")
+        if prefix != "seq":
+            raise ValueError(raw)
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(
+            422,
+            "validation_error",
+            "The cursor is not valid.",
+            errors={"cursor": ["Not a cursor from this API."]},
+        ) from None
