@@ -19,6 +19,9 @@ errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Each worker builds its own app, engine and Redis clients after the fork.
 preload_app = False
+# gunicorn's control socket defaults to one path per user: two stacks on one machine
+# (make run beside the e2e tests) would fight over it, and nothing here uses it.
+control_socket_disable = True
 
 
 def post_worker_init(worker):

@@ -1,0 +1,105 @@
+"""The command line of every process of the service, defined once.
+
+`python -m stack` runs these; docker-compose.yml and the Dockerfile spell the same
+commands out, and tests/unit/test_deploy_files.py checks that they agree. Executables
+are bare names here; `resolve` finds them next to the running interpreter.
+
+This module uses the standard library only: the Docker image, which has no dev
+dependencies, runs `python -m stack workers` and `python -m stack migrate`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CELERY_APP = "worker.app"
+# Every Celery worker: send task events (Flower shows them), and skip gossip and mingle,
+# which cost a round of broadcast messages per worker and per restart for nothing here:
+# each queue has exactly one consumer, assigned below.
+_WORKER_FLAGS = ["-E", "-l", "INFO", "--without-gossip", "--without-mingle"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A named process of the stack and its command line."""
+
+    name: str
+    argv: list[str]
+
+
+def api() -> Command:
+    """The HTTP API under gunicorn (gunicorn.conf.py reads PORT)."""
+    return Command("api", ["gunicorn", "-c", "gunicorn.conf.py", "api:create_app()"])
+
+
+def partition_workers(partitions: int, processes: int | None = None) -> list[Command]:
+    """One solo worker process per group of partition queues.
+
+    Worker i consumes `partition.{p}` for every p with p % processes == i, so each
+    partition has exactly one consumer and commands for one wallet apply in order.
+    The default is one process per partition; more processes than partitions would
+    leave some without a queue, so the count is capped.
+    """
+    if partitions < 1:
+        raise ValueError("WALLET_PARTITIONS must be at least 1")
+    count = min(processes or partitions, partitions)
+    if count < 1:
+        raise ValueError("WALLET_WORKER_PROCESSES must be at least 1")
+    return [
+        Command(
+            f"partitions-{i}",
+            _celery_worker(
+                f"partitions-{i}",
+                ",".join(f"partition.{p}" for p in range(i, partitions, count)),
+                ["-P", "solo"],
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+def callbacks_worker() -> Command:
+    """Callback deliveries and beat's housekeeping (the `maintenance` queue): I/O-bound,
+    unordered, and never on a partition's path, so one process with 16 threads."""
+    return Command(
+        "callbacks",
+        _celery_worker("callbacks", "callbacks,maintenance", ["-P", "threads", "-c", "16"]),
+    )
+
+
+def beat(schedule: Path | str) -> Command:
+    """The single periodic scheduler (the sweeper, hold expiry)."""
+    return Command("beat", ["celery", "-A", CELERY_APP, "beat", "-l", "INFO", "-s", str(schedule)])
+
+
+def flower(port: int) -> Command:
+    """Flower on `port`. Its basic auth comes from FLOWER_BASIC_AUTH in the environment,
+    which Flower reads itself: a password on the command line is visible in `ps`."""
+    return Command("flower", ["celery", "-A", CELERY_APP, "flower", f"--port={port}"])
+
+
+def migrations() -> list[Command]:
+    """The schema (alembic.ini at the repository root reads DATABASE_URL), then the seed."""
+    return [
+        Command("migrate", ["python", "-m", "alembic", "upgrade", "head"]),
+        Command("seed", ["python", "-m", "db.seed"]),
+    ]
+
+
+def resolve(argv: list[str]) -> list[str]:
+    """`argv` with its program taken from this interpreter's own bin folder.
+
+    So that `.venv/bin/python -m stack run` starts `.venv/bin/celery`, whatever PATH is.
+    """
+    program, *rest = argv
+    if program == "python":
+        return [sys.executable, *rest]
+    candidate = Path(sys.executable).parent / program
+    return [str(candidate) if candidate.exists() else program, *rest]
+
+
+def _celery_worker(name: str, queues: str, pool: list[str]) -> list[str]:
+    command = ["celery", "-A", CELERY_APP, "worker", *pool]
+    return [*command, "-Q", queues, "-n", f"{name}@%h", *_WORKER_FLAGS]
