@@ -1,0 +1,155 @@
+"""The whole stack, started as a user starts it (`python -m stack run`), over HTTP.
+
+Its database link goes through a TCP proxy the tests can cut, its Redis is a real one
+the tests can FLUSHALL, and its workers are real processes the tests can SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+import requests
+from sqlalchemy.engine import make_url
+
+from stack import embedded
+from tests.conftest import Servers
+from tests.e2e.client import Api
+from tests.e2e.tcp_proxy import TcpProxy
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Stack:
+    api: Api
+    process: subprocess.Popen[bytes]
+    proxy: TcpProxy
+    redis_url: str
+    flower_url: str
+    flower_auth: tuple[str, str]
+    log: Path
+
+    def workers(self, name_prefix: str = "partitions-") -> list[psutil.Process]:
+        """The live Celery worker processes whose node name starts with the prefix."""
+        found = []
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                cmdline = child.cmdline()
+            except psutil.NoSuchProcess:
+                continue
+            if "worker" in cmdline and any(arg.startswith(name_prefix) for arg in cmdline):
+                found.append(child)
+        return found
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url)
+
+
+@pytest.fixture(scope="session")
+def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    database = servers.database(f"wallet_e2e_{uuid.uuid4().hex[:12]}")
+    embedded.ensure_database(database)
+    target = make_url(database)
+    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    data_dir = tmp_path_factory.mktemp("stack")
+    admin_key = f"wk_admin_e2e_{uuid.uuid4().hex}"
+    port, flower_port = _free_port(), _free_port()
+    flower_auth = ("flower", uuid.uuid4().hex)
+    redis_url = f"{servers.redis}/2"
+    env = {
+        **os.environ,
+        "DATABASE_URL": target.set(port=proxy.port).render_as_string(hide_password=False),
+        "REDIS_URL": redis_url,
+        "WALLET_ADMIN_KEY": admin_key,
+        "FLOWER_BASIC_AUTH": ":".join(flower_auth),
+        "PORT": str(port),
+        "FLOWER_PORT": str(flower_port),
+        "WALLET_DATA_DIR": str(data_dir),
+        "WALLET_PARTITIONS": "8",
+        "WALLET_WORKER_PROCESSES": "4",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    redis.Redis.from_url(redis_url).flushdb()
+    log = data_dir / "stack.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stack", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base_url = f"http://127.0.0.1:{port}"
+    api = Api(base_url, admin_key)
+    try:
+        _wait_ready(api, process, log)
+        yield Stack(
+            api, process, proxy, redis_url, f"http://127.0.0.1:{flower_port}", flower_auth, log
+        )
+    finally:
+        _stop(process)
+        proxy.close()
+        embedded.drop_database(database)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_ready(
+    api: Api, process: subprocess.Popen[bytes], log: Path, timeout: float = 120
+) -> None:
+    """Ready: /readyz answers 200 and the seed's opening balances are applied."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the stack exited ({process.returncode}):\n{log.read_text()[-5000:]}"
+            )
+        try:
+            if (
+                api.get("/readyz").status_code == 200
+                and api.get("/v1/wallets/bob").status_code == 200
+            ):
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"the stack was not ready in {timeout}s:\n{log.read_text()[-5000:]}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the stack's process group, as Ctrl-C would; SIGKILL if it hangs."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def api(stack: Stack) -> Iterator[Api]:
+    """The admin client; after each test, the ledger must reconcile."""
+    yield stack.api
+    report = stack.api.reconciliation()
+    assert report["ok"] is True, report
