@@ -32,6 +32,8 @@ def post_worker_init(worker):
 
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import socket
+
         from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(worker.pid)
+        multiprocess.mark_process_dead(f"{socket.gethostname()}-{worker.pid}")

@@ -18,6 +18,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+import telemetry  # noqa: F401 - before any metric is created
+
 COMMANDS_ACCEPTED = Counter(
     "wallet_commands_accepted_total", "Commands accepted (first 202), by type", ["type"]
 )

@@ -2,6 +2,8 @@
 
 from prometheus_client import Counter, Histogram
 
+import telemetry  # noqa: F401 - before any metric is created
+
 COMMANDS_APPLIED = Counter(
     "wallet_commands_applied_total", "Commands that completed, by type", ["type"]
 )
