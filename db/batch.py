@@ -59,7 +59,9 @@ def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[R
             "SELECT id, seq, client_id, type, user_id, to_user_id, asset_id, amount, "
             "reference_id, expires_at, reason, item_id, callback_url, created_at "
             "FROM transactions WHERE partition = :p AND status = 'pending' "
-            "ORDER BY seq LIMIT :n FOR UPDATE"
+            # NO KEY UPDATE: an intake inserting a capture of this hold takes KEY SHARE
+            # on it for the foreign key, and must not wait for the drain.
+            "ORDER BY seq LIMIT :n FOR NO KEY UPDATE"
         ),
         {"p": partition, "n": limit},
     ).all()
@@ -128,14 +130,14 @@ def create_missing_wallets(wallets: Iterable[tuple[str, int]]) -> None:
 def lock_wallets(
     conn: Connection, wallets: Iterable[tuple[str, int]]
 ) -> dict[tuple[str, int], AccountRow]:
-    """Lock user wallets FOR UPDATE in ascending id order: the global lock order."""
+    """Lock user wallets in ascending id order: the one lock order every drain follows."""
     wallets = sorted(set(wallets))
     rows = conn.execute(
         text(
             "SELECT a.id, a.owner, a.asset_id, a.balance, a.held FROM accounts a "
             "JOIN unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) AS w(owner, asset_id) "
             "ON a.owner = w.owner AND a.asset_id = w.asset_id AND a.shard = 0 "
-            "ORDER BY a.id FOR UPDATE OF a"
+            "ORDER BY a.id FOR NO KEY UPDATE OF a"
         ),
         {"owners": [w[0] for w in wallets], "assets": [w[1] for w in wallets]},
     ).all()

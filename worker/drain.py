@@ -303,8 +303,9 @@ def _batch_write(
 
 
 def _final_amount(row: Row[Any], outcome: Applied, book: Book) -> int | None:
-    """A capture shows what it took; a release what it gave back."""
-    if row.type == CommandType.CAPTURE:
+    """A capture shows what it took, a reversal what it moved back, a release what it
+    freed; other commands keep the amount they were accepted with."""
+    if row.type in (CommandType.CAPTURE, CommandType.REVERSE):
         return abs(outcome.postings[0].amount)
     if row.type == CommandType.RELEASE:
         return book.holds[str(row.reference_id)].amount

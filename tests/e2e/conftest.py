@@ -38,6 +38,7 @@ class Stack:
     process: subprocess.Popen[bytes]
     proxy: TcpProxy
     redis_url: str
+    database_url: str  # direct, not through the proxy: for PostgreSQL's own statistics
     flower_url: str
     flower_auth: tuple[str, str]
     log: Path
@@ -56,6 +57,16 @@ class Stack:
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
+
+    def deadlocks(self) -> int:
+        """PostgreSQL's count of deadlocks it detected in the stack's database."""
+        import psycopg2
+
+        with psycopg2.connect(self.database_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_stat_force_next_flush()")
+            cur.execute("SELECT pg_stat_clear_snapshot()")
+            cur.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            return int(cur.fetchone()[0])
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +110,14 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         _wait_ready(api, process, log)
         yield Stack(
-            api, process, proxy, redis_url, f"http://127.0.0.1:{flower_port}", flower_auth, log
+            api=api,
+            process=process,
+            proxy=proxy,
+            redis_url=redis_url,
+            database_url=database,
+            flower_url=f"http://127.0.0.1:{flower_port}",
+            flower_auth=flower_auth,
+            log=log,
         )
     finally:
         _stop(process)

@@ -12,7 +12,6 @@ from sqlalchemy import text
 from db.engine import connect
 from tests.conftest import ADMIN_KEY
 from tests.support import assert_ledger_invariants
-from worker.drain import drain
 
 
 @pytest.fixture(autouse=True)
@@ -40,18 +39,6 @@ def client(database: str, rings: list[int]) -> FlaskClient:
 
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def drain_all(partitions: int = 8) -> list[Any]:
-    """Apply everything pending, partition by partition, as the workers would."""
-    finished = []
-    for partition in range(partitions):
-        while True:
-            result = drain(partition)
-            finished += result.finished
-            if not result.more:
-                break
-    return finished
 
 
 def pending_count() -> int:

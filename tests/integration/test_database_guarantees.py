@@ -14,7 +14,8 @@ from db.clients import BOOTSTRAP_CLIENT_ID
 from db.engine import connect, get_engine
 from db.models import Base
 from db.reconciliation import report
-from tests.integration.conftest import drain_all, post
+from tests.integration.conftest import post
+from tests.integration.helpers import drain_all
 from tests.support import unique
 
 

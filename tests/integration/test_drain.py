@@ -2,79 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import text
 
-from api import intake
-from db import reads
-from db.clients import BOOTSTRAP_CLIENT_ID, client_by_id
 from db.engine import connect
 from ledger import CommandType, partition_of
-from tests.integration.conftest import drain_all
+from tests.integration.helpers import Drainers, balance, drain_all, statuses, submit
 from tests.support import unique
-from worker.drain import drain
-
-
-def bootstrap():
-    with connect() as conn:
-        return client_by_id(conn, BOOTSTRAP_CLIENT_ID)
-
-
-def submit(kind: CommandType, **fields):
-    return intake.submit(bootstrap_client, intake.Submission(kind, unique("key"), fields)).resource
-
-
-bootstrap_client = None
-
-
-def setup_module():
-    global bootstrap_client
-    bootstrap_client = bootstrap()
-
-
-class Drainers:
-    """Threads draining the same partitions over and over, as competing workers would."""
-
-    def __init__(self, partitions: set[int], threads: int = 3) -> None:
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._run, args=(sorted(partitions),)) for _ in range(threads)
-        ]
-
-    def _run(self, partitions: list[int]) -> None:
-        while not self.stop.is_set():
-            for partition in partitions:
-                drain(partition, batch_size=50)
-
-    def __enter__(self) -> Drainers:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join()
-        drain_all()
-
-
-def statuses(ids: list[str]) -> Counter:
-    with connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT status, error_code FROM transactions WHERE id = ANY(CAST(:ids AS uuid[]))"
-            ),
-            {"ids": ids},
-        ).all()
-    return Counter((r.status, r.error_code) for r in rows)
-
-
-def balance(user: str) -> int:
-    with connect() as conn:
-        return reads.wallet(conn, user)[0]["balance"]
 
 
 def test_1000_concurrent_spends_of_1_against_100_complete_exactly_100_times(rings):

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from api import intake
 from db.clients import BOOTSTRAP_CLIENT_ID
 from ledger import CommandType, partition_of
-from tests.integration.conftest import ADMIN, drain_all, post
+from tests.integration.conftest import ADMIN, post
+from tests.integration.helpers import drain_all
 from tests.support import unique
 
 
