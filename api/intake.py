@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Row, text
 
@@ -192,19 +191,11 @@ def _references(
 
 
 def _check_callback(client: Client, url: str) -> None:
-    """The service only ever calls hosts the client registered: never an arbitrary address."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    allowed = {h.lower() for h in client.callback_hosts}
-    named = host in allowed or (port is not None and f"{host}:{port}" in allowed)
-    if parts.username or parts.password or not named:
+    if not client.allows_callback(url):
         raise ApiError(
             422,
             "callback_not_allowed",
-            f"Callbacks may only go to this client's callback_hosts: {sorted(allowed)}.",
-            errors={"callback_url": ["Host not in callback_hosts."]},
+            "callback_url must be http(s), without credentials, to one of this client's "
+            f"callback_hosts: {sorted(client.callback_hosts)}.",
+            errors={"callback_url": ["Not an allowed callback address."]},
         )

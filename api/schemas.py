@@ -67,9 +67,8 @@ class CommandSchema(Schema):
     """Fields every command may carry."""
 
     metadata = fields.Dict(keys=fields.String(), validate=_metadata_size)
-    callback_url = fields.Url(
-        schemes={"http", "https"}, require_tld=False, validate=validate.Length(max=2048)
-    )
+    # Checked against the client's callback_hosts at intake (422 callback_not_allowed).
+    callback_url = fields.String(validate=validate.Length(1, 2048))
 
 
 class TopUpSchema(CommandSchema):
@@ -200,6 +199,28 @@ class BatchResultSchema(Schema):
             "`replayed`) or a problem object (with `status` as an HTTP status)."
         },
     )
+
+
+class CallbackAttemptSchema(Schema):
+    attempt = fields.Integer(required=True)
+    attempted_at = fields.String(required=True)
+    status_code = fields.Integer(allow_none=True, metadata={"description": "null: no answer"})
+    error = fields.String(allow_none=True)
+    duration_ms = fields.Integer(required=True)
+    next_attempt_at = fields.String(allow_none=True, metadata={"description": "null: no retry"})
+
+
+class CallbackLogSchema(Schema):
+    transaction_id = fields.String(required=True)
+    event_id = fields.String(allow_none=True, metadata={"description": "Wallet-Event-Id"})
+    event = fields.String(allow_none=True)
+    url = fields.String(allow_none=True)
+    status = fields.String(
+        allow_none=True, validate=validate.OneOf(["pending", "delivered", "failed"])
+    )
+    next_attempt_at = fields.String(allow_none=True)
+    delivered_at = fields.String(allow_none=True)
+    items = fields.List(fields.Nested(CallbackAttemptSchema), required=True)
 
 
 class BalanceSchema(Schema):

@@ -9,8 +9,9 @@ from typing import Any
 
 from flask import request
 from marshmallow import ValidationError
+from sqlalchemy import text
 
-from api import intake
+from api import intake, longpoll
 from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, validation_error
@@ -20,11 +21,12 @@ from api.schemas import (
     REFERENCE_FIELD,
     BatchResultSchema,
     BatchSchema,
+    CallbackLogSchema,
     KeyQuerySchema,
     TransactionSchema,
     WaitQuerySchema,
 )
-from db import reads
+from db import callbacks, reads
 from db.engine import connect
 from ledger import CommandType
 
@@ -179,12 +181,34 @@ def _batch_item(item: dict[str, Any], scopes: frozenset[str]) -> intake.Submissi
 @blp.response(200, TransactionSchema)
 @blp.secured()
 def get_transaction(tx_id: uuid.UUID, wait: float) -> Any:
-    """A transaction in its current state; ?wait=N long-polls for a final status"""
-    with connect() as conn:
-        resource = reads.transaction(conn, tx_id)
+    """A transaction in its current state; ?wait=N (0-30 s) returns as soon as it is final"""
+
+    def read() -> dict[str, Any] | None:
+        with connect() as conn:  # a connection per read, none held while waiting
+            return reads.transaction(conn, tx_id)
+
+    resource = read()
+    if resource is not None and resource["status"] == "pending" and wait > 0:
+        resource = longpoll.wait_final(tx_id, wait, read)
     if resource is None:
         raise ApiError(404, "not_found", f"There is no transaction {tx_id}.")
     return _with_retry_after(resource)
+
+
+@blp.route("/<uuid:tx_id>/callbacks", methods=["GET"])
+@require("read")
+@blp.response(200, CallbackLogSchema)
+@blp.secured()
+def callback_log(tx_id: uuid.UUID) -> Any:
+    """The transaction's callback and every delivery attempt (its client, or admin)"""
+    client = current_client()
+    with connect() as conn:
+        owner = conn.execute(
+            text("SELECT client_id FROM transactions WHERE id = :id"), {"id": tx_id}
+        ).scalar()
+        if owner is None or (owner != client.id and "admin" not in client.scopes):
+            raise ApiError(404, "not_found", f"There is no transaction {tx_id}.")
+        return callbacks.for_transaction(conn, tx_id)
 
 
 @blp.route("", methods=["GET"])

@@ -7,6 +7,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Row, text
 
@@ -23,6 +24,20 @@ class Client:
     scopes: frozenset[str]
     webhook_secret: str
     callback_hosts: tuple[str, ...]
+
+    def allows_callback(self, url: str) -> bool:
+        """An http(s) URL without credentials whose host, or host:port, the client
+        registered. The service calls no other address, ever."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return False
+        host = (parts.hostname or "").lower()
+        if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
+            return False
+        allowed = {h.lower() for h in self.callback_hosts}
+        return host in allowed or (port is not None and f"{host}:{port}" in allowed)
 
 
 @dataclass(frozen=True)

@@ -174,3 +174,51 @@ class LedgerEntry(Base):
     # Signed: a credit is positive, a debit negative.
     amount: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+
+class CallbackDelivery(Base):
+    """The outbox: a callback owed for a final transaction, delivered at least once."""
+
+    __tablename__ = "callback_deliveries"
+    __table_args__ = (
+        CheckConstraint(
+            "event IN ('transaction.completed', 'transaction.rejected')",
+            name="callback_deliveries_event_known",
+        ),
+        CheckConstraint(
+            "status IN ('pending', 'delivered', 'failed')", name="callback_deliveries_status_known"
+        ),
+        Index(
+            "callback_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("callback_deliveries_by_transaction", "transaction_id"),
+    )
+
+    # The event id: the same for every attempt, so receivers can dedupe.
+    id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_clients.id"))
+    url: Mapped[str] = mapped_column(Text)
+    event: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text, server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CallbackAttempt(Base):
+    __tablename__ = "callback_attempts"
+    __table_args__ = (Index("callback_attempts_by_delivery", "delivery_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("callback_deliveries.id"))
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from db import batch as store
+from db import callbacks as outbox
 from db.assets import catalog
 from db.uow import UnitOfWork
 from ledger import (
@@ -69,6 +70,8 @@ class BatchResult:
     finished: list[Finished] = field(default_factory=list)
     expired: int = 0
     full: bool = False
+    # Outbox rows written with the batch: callbacks to deliver once it is committed.
+    callbacks: list[uuid.UUID] = field(default_factory=list)
 
 
 @dataclass
@@ -164,13 +167,16 @@ def apply_batch(partition: int, limit: int) -> BatchResult:
 
         write = _batch_write(conn, partition, rows, outcomes, book, locked)
         store.write(conn, write)
+        callbacks = outbox.record(
+            conn, [(r.id, r.client_id, r.callback_url) for r in rows if r.callback_url]
+        )
         uow.commit()
 
     finished = [
         Finished(row.id, row.type, status, row.client_id, row.callback_url, row.created_at)
         for row, (_, status, *_rest) in zip(rows, write.outcomes, strict=True)
     ]
-    return BatchResult(finished=finished, expired=len(due), full=len(rows) == limit)
+    return BatchResult(finished, len(due), full=len(rows) == limit, callbacks=callbacks)
 
 
 def command_of(row: Row[Any]) -> Command:

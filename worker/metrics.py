@@ -21,3 +21,7 @@ BATCH_SIZE = Histogram(
     buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
 )
 HOLDS_EXPIRED = Counter("wallet_holds_expired_total", "Holds released because their time ran out")
+CALLBACKS_DELIVERED = Counter("wallet_callbacks_delivered_total", "Callbacks a receiver accepted")
+CALLBACK_FAILURES = Counter(
+    "wallet_callback_failures_total", "Callback attempts that failed (any non-2xx or error)"
+)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from celery.signals import worker_ready
+from kombu.exceptions import KombuError
 from sqlalchemy.exc import OperationalError
 
 import settings
 from db import batch as store
+from db import callbacks as outbox
 from db.engine import connect
-from worker import doorbell
+from worker import callbacks, doorbell
 from worker.app import app
 from worker.drain import BatchResult, drain
 from worker.metrics import (
@@ -22,6 +25,7 @@ from worker.metrics import (
     COMMANDS_REJECTED,
     HOLDS_EXPIRED,
 )
+from worker.notify import publish_final
 from worker.routing import partition_of_queue
 
 log = logging.getLogger(__name__)
@@ -40,7 +44,7 @@ def apply_partition(partition: int) -> None:
             partition,
             batch_size=SETTINGS.drain_batch_size,
             budget_seconds=DRAIN_BUDGET_SECONDS,
-            on_batch=_observe,
+            on_batch=_after_commit,
         )
     except OperationalError as error:
         # The database is unreachable: the commands stay pending, the sweeper rings again.
@@ -50,15 +54,24 @@ def apply_partition(partition: int) -> None:
         doorbell.ring(partition, force=True)
 
 
+@app.task(name="wallet.deliver_callback", ignore_result=True)
+def deliver_callback(delivery_id: str) -> str:
+    """One attempt at one callback (queue `callbacks`: never in a partition's way)."""
+    return callbacks.deliver(uuid.UUID(delivery_id))
+
+
 @app.task(name="wallet.sweep", ignore_result=True)
 def sweep() -> list[int]:
-    """Ring every partition with a command pending too long or a hold that ran out."""
+    """Ring every partition with a command pending too long or a hold that ran out, and
+    enqueue every callback whose next attempt is due."""
     with connect() as conn:
         partitions = store.partitions_to_sweep(conn, SETTINGS.sweep_after_seconds)
+        due = outbox.due(conn, 500)
     for partition in partitions:
         if partition >= SETTINGS.partitions:
             log.error("pending commands in partition %s, beyond WALLET_PARTITIONS", partition)
         doorbell.ring(partition, force=True)
+    _enqueue_callbacks(due)
     return partitions
 
 
@@ -69,6 +82,22 @@ def drain_on_start(sender: Any, **_: Any) -> None:
         partition = partition_of_queue(queue)
         if partition is not None:
             doorbell.ring(partition, force=True)
+
+
+def _after_commit(batch: BatchResult) -> None:
+    """Once a batch is committed: wake its long-pollers, send its callbacks, count it."""
+    publish_final((command.id, command.status) for command in batch.finished)
+    _enqueue_callbacks(batch.callbacks)
+    _observe(batch)
+
+
+def _enqueue_callbacks(ids: list[uuid.UUID]) -> None:
+    """Best effort: a callback not enqueued now is found by the sweeper when due."""
+    try:
+        for delivery_id in ids:
+            deliver_callback.apply_async(args=[str(delivery_id)], queue="callbacks", retry=False)
+    except (KombuError, OSError) as error:
+        log.warning("callbacks not enqueued, the sweeper will: %r", error)
 
 
 def _observe(batch: BatchResult) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from stack import embedded
 from tests.conftest import Servers
 from tests.e2e.client import Api
-from tests.e2e.tcp_proxy import TcpProxy
+from tests.e2e.tcp_proxy import ProxyProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.e2e
 class Stack:
     api: Api
     process: subprocess.Popen[bytes]
-    proxy: TcpProxy
+    proxy: ProxyProcess
     redis_url: str
     database_url: str  # direct, not through the proxy: for PostgreSQL's own statistics
     flower_url: str
@@ -54,6 +54,25 @@ class Stack:
             if "worker" in cmdline and any(arg.startswith(name_prefix) for arg in cmdline):
                 found.append(child)
         return found
+
+    def worker_for(self, partition: int) -> psutil.Process:
+        """The partition worker process that consumes `partition.{partition}`."""
+        for worker in self.workers():
+            queues = worker.cmdline()[worker.cmdline().index("-Q") + 1].split(",")
+            if f"partition.{partition}" in queues:
+                return worker
+        raise LookupError(f"no worker consumes partition {partition}")
+
+    def database_connections(self) -> int:
+        """Connections open to the stack's database right now (all processes)."""
+        import psycopg2
+
+        with psycopg2.connect(self.database_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+            return int(cur.fetchone()[0])
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
@@ -74,7 +93,7 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     database = servers.database(f"wallet_e2e_{uuid.uuid4().hex[:12]}")
     embedded.ensure_database(database)
     target = make_url(database)
-    proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
+    proxy = ProxyProcess(target.host or "127.0.0.1", target.port or 5432)
     data_dir = tmp_path_factory.mktemp("stack")
     admin_key = f"wk_admin_e2e_{uuid.uuid4().hex}"
     port, flower_port = _free_port(), _free_port()

@@ -75,3 +75,53 @@ def _close(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
     with contextlib.suppress(OSError):
         sock.close()
+
+
+class ProxyProcess:
+    """The proxy in a process of its own, so that a test's client threads never starve
+    the stack's database link. Controlled over a local socket: cut, restore."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        import subprocess
+        import sys
+
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.tcp_proxy", target_host, str(target_port)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.port, self._control = (int(x) for x in self.process.stdout.readline().split())
+
+    def cut(self) -> None:
+        self._send("cut")
+
+    def restore(self) -> None:
+        self._send("restore")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+    def _send(self, command: str) -> None:
+        with socket.create_connection(("127.0.0.1", self._control), timeout=10) as conn:
+            conn.sendall(command.encode() + b"\n")
+            assert conn.makefile().readline().strip() == "ok"
+
+
+def main(target_host: str, target_port: str) -> None:
+    proxy = TcpProxy(target_host, int(target_port))
+    control = socket.create_server(("127.0.0.1", 0))
+    print(proxy.port, control.getsockname()[1], flush=True)
+    while True:
+        conn, _ = control.accept()
+        with conn, conn.makefile("rw") as stream:
+            command = stream.readline().strip()
+            {"cut": proxy.cut, "restore": proxy.restore}[command]()
+            stream.write("ok\n")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(*sys.argv[1:3])
