@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, json
 from marshmallow import ValidationError
 from redis import RedisError
-from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError, TimeoutError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ def register(app: Flask) -> None:
     app.register_error_handler(OperationalError, _database_down)
     app.register_error_handler(TimeoutError, _database_down)
     app.register_error_handler(RedisError, lambda e: problem_response(unavailable("broker")))
+    # A value PostgreSQL refuses to store (out of range, malformed): the request's fault.
+    app.register_error_handler(DataError, _unstorable)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -112,6 +114,13 @@ def _http_exception(error: HTTPException) -> Response:
     if status == 405 and error.get_headers():
         headers.update({k: v for k, v in error.get_headers() if k == "Allow"})
     return problem_response(ApiError(status, code, detail, headers=headers))
+
+
+def _unstorable(error: Exception) -> Response:
+    log.warning("refused by the database: %s", error)
+    return problem_response(
+        ApiError(422, "validation_error", "A value in the request cannot be stored.")
+    )
 
 
 def _database_down(error: Exception) -> Response:

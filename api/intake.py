@@ -84,8 +84,7 @@ def submit_many(
             else:
                 results[index] = Accepted(current[stored.row.id], created=False)
     # After the commit, never before: a drain must be able to see what it is rung for.
-    for partition in sorted({s.row.partition for s in recorded if s.created}):
-        doorbell.ring(partition)
+    doorbell.ring_many(s.row.partition for s in recorded if s.created)
     for stored in recorded:
         if stored.created:
             COMMANDS_ACCEPTED.labels(stored.row.type).inc()
@@ -122,6 +121,9 @@ def _command(
             asset_id=ref.asset_id,
             amount=ref.amount if kind is CommandType.REVERSE else fields.get("amount"),
             reference_id=reference_id,
+            # A transfer's reversal touches the payee too: it orders with the payee's
+            # own commands like the transfer did.
+            to_user_id=ref.to_user_id if kind is CommandType.REVERSE else None,
         )
     asset = catalog.by_code(fields["asset"])
     if asset is None:
@@ -182,7 +184,7 @@ def _references(
         return {}
     rows = conn.execute(
         text(
-            "SELECT id, type, status, partition, user_id, asset_id, amount "
+            "SELECT id, type, status, partition, user_id, to_user_id, asset_id, amount "
             "FROM transactions WHERE id = ANY(:ids)"
         ),
         {"ids": ids},

@@ -14,6 +14,7 @@ one read, not 200 connections at once.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,10 +23,31 @@ from typing import Any
 
 import redis
 
-from worker.doorbell import redis_client
+import settings
 from worker.notify import channel
 
 POLL_SECONDS = 0.25
+# Each parked waiter holds one Redis connection. They come from a pool of their own,
+# sized like gunicorn's worker_connections, so waiters can never take the connections
+# that ring doorbells (that pool starved once, under 200 waiters: a test caught it).
+MAX_WAITERS = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+_client: redis.Redis | None = None
+_client_lock = threading.Lock()
+
+
+def waiters_client() -> redis.Redis:
+    global _client
+    if _client is None:
+        with _client_lock:
+            if _client is None:
+                _client = redis.Redis.from_url(
+                    settings.load().redis_url,
+                    socket_connect_timeout=1,
+                    socket_timeout=5,
+                    max_connections=MAX_WAITERS,
+                )
+    return _client
+
 
 Read = Callable[[], dict[str, Any] | None]
 
@@ -40,7 +62,7 @@ def wait_final(tx_id: object, seconds: float, read: Read) -> dict[str, Any] | No
 
 
 def _wait_on_channel(tx_id: object, deadline: float, read: Read) -> dict[str, Any] | None:
-    pubsub = redis_client().pubsub()
+    pubsub = waiters_client().pubsub()
     try:
         pubsub.subscribe(channel(tx_id))
         if not _confirmed(pubsub, deadline):

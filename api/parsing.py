@@ -18,11 +18,28 @@ def _refuse_constant(name: str) -> NoReturn:
 
 
 def load_json(data: bytes) -> Any:
-    """Parse a body as JSON. NaN and Infinity are Python's extensions, not JSON: refused."""
+    """Parse a body as JSON. NaN and Infinity are Python's extensions, not JSON: refused.
+
+    JSON allows "\u0000" in strings; PostgreSQL's text and jsonb do not. Such a body is
+    refused here, as invalid input, instead of failing when it is stored.
+    """
     try:
-        return json.loads(data, parse_constant=_refuse_constant)
+        body = json.loads(data, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}") from None
+    if b"\\u0000" in data and _has_nul(body):
+        raise validation_error({"_body": ["Strings may not contain the NUL character (\\u0000)."]})
+    return body
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class StrictJsonParser(FlaskParser):

@@ -67,15 +67,38 @@ def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[R
     ).all()
 
 
-def due_holds(conn: Connection, partition: int, limit: int) -> Sequence[Row[Any]]:
-    """Active holds of the partition whose time has run out."""
+def due_holds(
+    conn: Connection, partition: int, limit: int, grace_seconds: float = 0.0
+) -> Sequence[Row[Any]]:
+    """Active holds of the partition whose time ran out at least `grace_seconds` ago."""
     return conn.execute(
         text(
             "SELECT id, user_id, asset_id, amount, expires_at, hold_status FROM transactions "
-            "WHERE hold_status = 'active' AND expires_at <= now() AND partition = :p "
+            "WHERE hold_status = 'active' AND partition = :p "
+            "AND expires_at <= now() - make_interval(secs => :grace) "
             "ORDER BY expires_at LIMIT :n"
         ),
-        {"p": partition, "n": limit},
+        {"p": partition, "n": limit, "grace": grace_seconds},
+    ).all()
+
+
+def foreign_pending(conn: Connection, partition: int, wallets: Iterable[str]) -> Sequence[Row[Any]]:
+    """Pending commands of *other* partitions that touch these wallets, as
+    (partition, wallet, first seq): transfers to them, and a payee's own commands."""
+    wallets = sorted(set(wallets))
+    if not wallets:
+        return []
+    return conn.execute(
+        text(
+            "SELECT partition, wallet, min(seq) AS seq FROM ("
+            "  SELECT partition, to_user_id AS wallet, seq FROM transactions "
+            "  WHERE status = 'pending' AND to_user_id = ANY(:w) AND partition <> :p "
+            "  UNION ALL "
+            "  SELECT partition, user_id AS wallet, seq FROM transactions "
+            "  WHERE status = 'pending' AND user_id = ANY(:w) AND partition <> :p"
+            ") found GROUP BY partition, wallet"
+        ),
+        {"w": wallets, "p": partition},
     ).all()
 
 
@@ -253,16 +276,17 @@ def write(conn: Connection, batch: BatchWrite) -> None:
         )
 
 
-def reject_alone(conn: Connection, tx_id: uuid.UUID, code: str, message: str) -> None:
-    """Finish one command as rejected, touching nothing else (a poison command)."""
-    conn.execute(
+def reject_alone(conn: Connection, tx_id: uuid.UUID, code: str, message: str) -> Row[Any] | None:
+    """Finish one pending command as rejected, touching nothing else (a poison command)."""
+    return conn.execute(
         text(
             "UPDATE transactions SET status = 'rejected', error_code = :code, "
             "error_message = :message, completed_at = now() "
-            "WHERE id = :id AND status = 'pending'"
+            "WHERE id = :id AND status = 'pending' "
+            "RETURNING id, type, client_id, callback_url, created_at"
         ),
         {"id": tx_id, "code": code, "message": message},
-    )
+    ).first()
 
 
 def partitions_to_sweep(conn: Connection, pending_for_seconds: float) -> list[int]:

@@ -73,6 +73,20 @@ def record(conn: Connection, commands: Sequence[NewCommand]) -> list[Recorded]:
     requests racing, one inserts and the other waits for it, then finds its row.
     """
     values = [_values(c) for c in commands]
+    if len(values) > 1:
+        # Acceptance order is request order: take the sequence numbers in that order,
+        # then insert sorted by key, so that two batches sharing keys lock them in the
+        # same order and cannot deadlock (results are matched back by id).
+        seqs = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('transactions', 'seq')) "
+                "FROM generate_series(1, :n) ORDER BY 1"
+            ),
+            {"n": len(values)},
+        ).scalars()
+        for value, seq in zip(values, seqs, strict=True):
+            value["seq"] = seq
+        values.sort(key=lambda v: (str(v["client_id"]), v["idempotency_key"]))
     statement = (
         insert(Transaction)
         .values(values)

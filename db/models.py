@@ -19,6 +19,7 @@ from sqlalchemy import (
     Identity,
     Index,
     Integer,
+    Numeric,
     SmallInteger,
     Text,
     UniqueConstraint,
@@ -82,7 +83,8 @@ class Account(Base):
     owner: Mapped[str] = mapped_column(Text)
     asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
     shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
-    balance: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # numeric: a system shard sums all it ever issued; users are capped at 2^53-1.
+    balance: Mapped[int] = mapped_column(Numeric(38, 0), server_default="0")
     held: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
@@ -120,6 +122,19 @@ class Transaction(Base):
             postgresql_where=text("hold_status = 'active'"),
         ),
         Index("transactions_by_user", "user_id", "seq"),
+        # Pending commands by wallet: does another partition hold an earlier one?
+        Index(
+            "transactions_pending_by_user",
+            "user_id",
+            "seq",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "transactions_pending_by_payee",
+            "to_user_id",
+            "seq",
+            postgresql_where=text("status = 'pending' AND to_user_id IS NOT NULL"),
+        ),
         Index(
             "transactions_by_payee",
             "to_user_id",
@@ -164,7 +179,10 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         CheckConstraint("amount <> 0", name="ledger_entries_amount_not_zero"),
-        Index("ledger_entries_by_transaction", "transaction_id"),
+        # A transaction posts once to an account: a second application cannot be written.
+        UniqueConstraint(
+            "transaction_id", "account_id", name="ledger_entries_transaction_account_key"
+        ),
         Index("ledger_entries_by_account", "account_id", "id"),
     )
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from db import batch as store
 from db import callbacks as outbox
 from db.assets import catalog
+from db.engine import connect
 from db.uow import UnitOfWork
 from ledger import (
     SYSTEM_ACCOUNTS,
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 # the next doorbell (or the sweeper) tries again. Any other failure may repeat on every
 # retry of the same batch, so the command behind it is isolated instead.
 INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+# Seconds after expires_at before the drain expires a hold (see _apply).
+HOLD_EXPIRY_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -72,12 +75,24 @@ class BatchResult:
     full: bool = False
     # Outbox rows written with the batch: callbacks to deliver once it is committed.
     callbacks: list[uuid.UUID] = field(default_factory=list)
+    # Other partitions to ring after the commit (commands waiting on, or blocking, ours).
+    ring: set[int] = field(default_factory=set)
+    # Wallets the batch changed or left waiting (by owner).
+    wallets: set[str] = field(default_factory=set)
+
+    def merge(self, other: BatchResult) -> None:
+        self.finished.extend(other.finished)
+        self.expired += other.expired
+        self.callbacks.extend(other.callbacks)
+        self.ring |= other.ring
+        self.wallets |= other.wallets
 
 
 @dataclass
 class DrainResult:
     finished: list[Finished] = field(default_factory=list)
     expired: int = 0
+    ring: set[int] = field(default_factory=set)
     # The budget ran out with commands still pending: ring the doorbell again.
     more: bool = False
 
@@ -97,6 +112,7 @@ def drain(
             on_batch(applied)
         result.finished.extend(applied.finished)
         result.expired += applied.expired
+        result.ring |= applied.ring
         if not applied.full:
             return result
         if time.monotonic() >= deadline:
@@ -107,76 +123,133 @@ def drain(
 def apply_batch_isolating(partition: int, batch_size: int) -> BatchResult:
     """apply_batch, but a command that makes its batch fail cannot stall the partition.
 
-    On a deterministic failure the batch is retried one command at a time, and a
-    command that fails on its own is rejected with `internal_error` (and logged): the
-    rest of the partition goes on. A failure that does not repeat costs one retry.
+    On a failure the batch is retried one command at a time, and the command that
+    fails on its own is rejected with `internal_error` (and logged): the rest of the
+    partition goes on. A failure that does not repeat costs one retry.
     """
     try:
         return apply_batch(partition, batch_size)
-    except INFRASTRUCTURE_ERRORS:
-        raise
-    except Exception:
-        log.exception("batch of partition %s failed; applying it one command at a time", partition)
+    except BatchFailed as failure:
+        log.error("batch of partition %s failed (%r); one at a time", partition, failure.cause)
     result = BatchResult()
     for _ in range(batch_size):
         try:
             one = apply_batch(partition, 1)
-        except INFRASTRUCTURE_ERRORS:
-            raise
-        except Exception as error:
-            one = _reject_poison(partition, error)
-        result.finished.extend(one.finished)
-        result.expired += one.expired
+        except BatchFailed as failure:
+            if failure.ids:
+                one = _reject_poison(partition, failure.ids[0], failure.cause)
+            else:  # expiring a hold failed: leave the holds for now, keep applying
+                log.error("hold expiry in partition %s failed: %r", partition, failure.cause)
+                one = apply_batch(partition, 1, expire_holds=False)
+        result.merge(one)
         if not one.full:
             return result
     result.full = True
     return result
 
 
-def apply_batch(partition: int, limit: int) -> BatchResult:
-    with UnitOfWork() as uow:
-        conn = uow.connection
-        store.lock_partition(conn, partition)
-        rows = store.pending_commands(conn, partition, limit)
-        # Expire holds only once everything accepted before now has been applied, so a
-        # capture accepted in time is never beaten by the clock.
-        due = store.due_holds(conn, partition, 200) if len(rows) < limit else []
-        if not rows and not due:
-            return BatchResult()
+class BatchFailed(Exception):
+    """A batch could not be applied for a reason that may repeat; `ids` are its commands."""
 
-        commands = [command_of(row) for row in rows]
-        book = Book()
-        _load_references(conn, book, rows)
-        for hold in due:
-            book.holds[str(hold.id)] = _hold_state(hold)
+    def __init__(self, ids: list[uuid.UUID], cause: BaseException) -> None:
+        super().__init__(f"batch of {len(ids)} failed: {cause!r}")
+        self.ids = ids
+        self.cause = cause
 
-        wallets = _wallets_touched(rows, book, due)
-        store.create_missing_wallets(_wallets_credited(rows))
-        locked = store.lock_wallets(conn, wallets)
-        for (owner, asset_id), account in locked.items():
-            book.wallets[AccountRef(owner, catalog.by_id(asset_id).code)] = Wallet(
-                account.balance, account.held
-            )
 
-        outcomes = [
-            book.execute(str(row.id), command, row.created_at)
-            for row, command in zip(rows, commands, strict=True)
-        ]
-        for hold in due:
-            book.expire(str(hold.id))
+def apply_batch(partition: int, limit: int, expire_holds: bool = True) -> BatchResult:
+    """Apply up to `limit` of the partition's oldest pending commands in one transaction."""
+    rows: Sequence[Row[Any]] = ()
+    try:
+        with UnitOfWork() as uow:
+            store.lock_partition(uow.connection, partition)
+            rows = store.pending_commands(uow.connection, partition, limit)
+            result = _apply(uow.connection, partition, rows, limit, expire_holds)
+            if result is None:
+                return BatchResult()
+            uow.commit()
+    except INFRASTRUCTURE_ERRORS:
+        raise
+    except Exception as error:
+        raise BatchFailed([row.id for row in rows], error) from error
+    # Committed: wake every other partition whose commands wait on the wallets this
+    # batch changed or left waiting. Found from the database after the commit, so a
+    # command that arrives later sees this batch's effects and does not need waking.
+    if result.wallets:
+        with connect() as conn:
+            waiting = store.foreign_pending(conn, partition, result.wallets)
+        result.ring |= {row.partition for row in waiting}
+    return result
 
-        write = _batch_write(conn, partition, rows, outcomes, book, locked)
-        store.write(conn, write)
-        callbacks = outbox.record(
-            conn, [(r.id, r.client_id, r.callback_url) for r in rows if r.callback_url]
+
+def _apply(
+    conn: Any, partition: int, rows: Sequence[Row[Any]], limit: int, expire_holds: bool
+) -> BatchResult | None:
+    """Decide and write one batch inside the caller's transaction; None when idle."""
+    # A wallet's commands apply in acceptance order across partitions too: a command
+    # waits while another partition holds an earlier pending command for one of its
+    # wallets (a transfer to it, or the payee's own command). The lowest pending seq
+    # anywhere never waits, so the whole system always progresses.
+    foreign = store.foreign_pending(conn, partition, {w for row in rows for w in _wallets(row)})
+    first_foreign: dict[str, int] = {}
+    for found in foreign:
+        first_foreign[found.wallet] = min(found.seq, first_foreign.get(found.wallet, found.seq))
+    ready, waiting_wallets = [], set()
+    for row in rows:
+        wallets = _wallets(row)
+        earlier = any(first_foreign.get(w, row.seq) < row.seq for w in wallets)
+        if earlier or wallets & waiting_wallets:
+            waiting_wallets |= wallets
+        else:
+            ready.append(row)
+    # Expire holds only once everything accepted before them is applied, and a grace
+    # period after expires_at: an intake transaction that began before the expiry (a
+    # capture in time) has committed by then, so the clock never beats it.
+    settled = len(rows) < limit and not waiting_wallets and expire_holds
+    due = store.due_holds(conn, partition, 200, HOLD_EXPIRY_GRACE_SECONDS) if settled else []
+    if not ready and not due:
+        if not rows:
+            return None
+        return BatchResult(ring={f.partition for f in foreign}, wallets=waiting_wallets)
+
+    book = Book()
+    _load_references(conn, book, ready)
+    for hold in due:
+        book.holds[str(hold.id)] = _hold_state(hold)
+    store.create_missing_wallets(_wallets_credited(ready))
+    locked = store.lock_wallets(conn, _wallets_touched(ready, book, due))
+    for (owner, asset_id), account in locked.items():
+        book.wallets[AccountRef(owner, catalog.by_id(asset_id).code)] = Wallet(
+            int(account.balance), account.held
         )
-        uow.commit()
+    outcomes = [book.execute(str(row.id), command_of(row), row.created_at) for row in ready]
+    for hold in due:
+        book.expire(str(hold.id))
 
+    write = _batch_write(conn, partition, ready, outcomes, book, locked)
+    store.write(conn, write)
+    callbacks = outbox.record(
+        conn, [(r.id, r.client_id, r.callback_url) for r in ready if r.callback_url]
+    )
     finished = [
         Finished(row.id, row.type, status, row.client_id, row.callback_url, row.created_at)
-        for row, (_, status, *_rest) in zip(rows, write.outcomes, strict=True)
+        for row, (_, status, *_rest) in zip(ready, write.outcomes, strict=True)
     ]
-    return BatchResult(finished, len(due), full=len(rows) == limit, callbacks=callbacks)
+    return BatchResult(
+        finished,
+        len(due),
+        # A batch that left commands waiting stops the drain: the partition it waits
+        # on rings this one again once it has applied what was in the way.
+        full=len(rows) == limit and not waiting_wallets,
+        callbacks=callbacks,
+        ring={f.partition for f in foreign},
+        wallets={account.owner for account in book.changed_wallets} | waiting_wallets,
+    )
+
+
+def _wallets(row: Row[Any]) -> set[str]:
+    """The wallets a command reads or writes: its subject, and a payee if it has one."""
+    return {row.user_id, row.to_user_id} if row.to_user_id else {row.user_id}
 
 
 def command_of(row: Row[Any]) -> Command:
@@ -318,22 +391,20 @@ def _final_amount(row: Row[Any], outcome: Applied, book: Book) -> int | None:
     return None
 
 
-def _reject_poison(partition: int, error: Exception) -> BatchResult:
-    """Reject the partition's next command, which fails even on its own."""
+def _reject_poison(partition: int, tx_id: uuid.UUID, error: BaseException) -> BatchResult:
+    """Reject the command that fails even on its own, and only that one (by id)."""
     with UnitOfWork() as uow:
         store.lock_partition(uow.connection, partition)
-        rows = store.pending_commands(uow.connection, partition, 1)
-        if not rows:
-            return BatchResult()
-        row = rows[0]
-        log.error(
-            "rejecting command %s of partition %s: it cannot be applied: %r",
-            row.id,
-            partition,
-            error,
+        row = store.reject_alone(
+            uow.connection, tx_id, "internal_error", "the command could not be applied"
         )
-        store.reject_alone(
-            uow.connection, row.id, "internal_error", "the command could not be applied"
+        if row is None:  # someone else finished it meanwhile
+            return BatchResult(full=True)
+        log.error(
+            "rejected command %s of partition %s: it cannot be applied: %r", tx_id, partition, error
+        )
+        callbacks = outbox.record(
+            uow.connection, [(row.id, row.client_id, row.callback_url)] if row.callback_url else []
         )
         uow.commit()
     return BatchResult(
@@ -341,4 +412,5 @@ def _reject_poison(partition: int, error: Exception) -> BatchResult:
             Finished(row.id, row.type, "rejected", row.client_id, row.callback_url, row.created_at)
         ],
         full=True,
+        callbacks=callbacks,
     )

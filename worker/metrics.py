@@ -25,3 +25,7 @@ CALLBACKS_DELIVERED = Counter("wallet_callbacks_delivered_total", "Callbacks a r
 CALLBACK_FAILURES = Counter(
     "wallet_callback_failures_total", "Callback attempts that failed (any non-2xx or error)"
 )
+DOORBELL_FAILURES = Counter(
+    "wallet_doorbell_failures_total",
+    "Rings that could not reach Redis (their commands wait for the sweeper)",
+)

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from celery.signals import worker_ready
 from kombu.exceptions import KombuError
 from sqlalchemy.exc import OperationalError
@@ -70,9 +71,26 @@ def sweep() -> list[int]:
     for partition in partitions:
         if partition >= SETTINGS.partitions:
             log.error("pending commands in partition %s, beyond WALLET_PARTITIONS", partition)
-        doorbell.ring(partition, force=True)
+    doorbell.ring_many(_not_swept_recently(partitions), force=True)
     _enqueue_callbacks(due)
     return partitions
+
+
+def _not_swept_recently(partitions: list[int]) -> list[int]:
+    """At most one forced ring per partition per sweep period: a partition with a long
+    backlog is already draining, and a ring a second would only pile up messages."""
+    try:
+        pipe = doorbell.redis_client().pipeline(transaction=False)
+        for partition in partitions:
+            pipe.set(
+                f"wallet:swept:{partition}",
+                "1",
+                nx=True,
+                ex=max(1, int(SETTINGS.sweep_after_seconds)),
+            )
+        return [p for p, fresh in zip(partitions, pipe.execute(), strict=True) if fresh]
+    except redis.RedisError:
+        return partitions
 
 
 @worker_ready.connect
@@ -85,8 +103,10 @@ def drain_on_start(sender: Any, **_: Any) -> None:
 
 
 def _after_commit(batch: BatchResult) -> None:
-    """Once a batch is committed: wake its long-pollers, send its callbacks, count it."""
+    """Once a batch is committed: wake its long-pollers and any partition waiting on
+    it, send its callbacks, count it."""
     publish_final((command.id, command.status) for command in batch.finished)
+    doorbell.ring_many(batch.ring)
     _enqueue_callbacks(batch.callbacks)
     _observe(batch)
 

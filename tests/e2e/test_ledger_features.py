@@ -120,3 +120,29 @@ def test_batch_over_http(api):
     for result in results[:99]:
         api.final(result["id"])
     assert api.balance(user) == 990
+
+
+def test_gifts_then_purchases_apply_in_order_across_partitions(api):
+    """20 players at once, each: a gift of 10 from a player in another partition, then a
+    purchase of 10, back to back, five times: every purchase completes."""
+    pairs = [distinct_partition_users(2) for _ in range(20)]
+    for payer, _ in pairs:
+        fund(api, payer, 50)
+
+    def play(pair):
+        payer, payee = pair
+        spends = []
+        for _ in range(5):
+            api.submit(
+                "transfer",
+                {"from_user_id": payer, "to_user_id": payee, "asset": "GOLD_COINS", "amount": 10},
+            )
+            spends.append(
+                api.submit("spend", {"user_id": payee, "asset": "GOLD_COINS", "amount": 10})
+            )
+        return spends
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        spends = [s for played in pool.map(play, pairs) for s in played]
+        finals = list(pool.map(lambda s: api.final(s["id"]), spends))
+    assert Counter(f["status"] for f in finals) == {"completed": 100}

@@ -25,9 +25,13 @@ def _invariants(database: str) -> Iterator[None]:
 def rings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Doorbells the intake rang (recorded instead of sent: no broker in these tests)."""
     rung: list[int] = []
-    monkeypatch.setattr(
-        "worker.doorbell.ring", lambda partition, force=False: rung.append(partition) or True
-    )
+
+    def ring_many(partitions: object, force: bool = False) -> bool:
+        rung.extend(sorted(set(partitions)))  # type: ignore[call-overload]
+        return True
+
+    monkeypatch.setattr("worker.doorbell.ring_many", ring_many)
+    monkeypatch.setattr("worker.doorbell.ring", lambda p, force=False: ring_many([p]))
     return rung
 
 

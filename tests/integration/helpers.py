@@ -31,10 +31,19 @@ def submit(kind: CommandType, key: str | None = None, **fields: Any) -> dict[str
 
 
 def drain_all(partitions: int = 8) -> None:
-    """Apply everything pending, partition by partition, as the workers would."""
-    for partition in range(partitions):
-        while drain(partition).more:
-            pass
+    """Apply everything pending, as the workers would: pass over every partition until a
+    whole pass applies nothing (a command waiting on another partition is applied on a
+    later pass, where a worker would be rung)."""
+    while True:
+        progressed = False
+        for partition in range(partitions):
+            while True:
+                result = drain(partition)
+                progressed |= bool(result.finished or result.expired)
+                if not result.more:
+                    break
+        if not progressed:
+            return
 
 
 def transaction(tx_id: str) -> dict[str, Any]:
