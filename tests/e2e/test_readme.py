@@ -46,3 +46,29 @@ def test_every_readme_example_succeeds(stack, api):
         assert result.returncode == 0, (
             f"{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
         )
+
+
+def test_the_receiver_example_verifies_our_signatures_and_dedupes():
+    import time
+
+    from worker.callbacks import sign
+
+    (snippet,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    namespace: dict = {}
+    exec(snippet, namespace)  # the README's own code, as a receiver would paste it
+    body = b'{"event":"transaction.completed","data":{}}'
+    timestamp = str(int(time.time()))
+    headers = {
+        "Wallet-Timestamp": timestamp,
+        "Wallet-Signature": sign("whsec_x", timestamp, body.decode()),
+        "Wallet-Event-Id": "e-1",
+    }
+    assert namespace["verify"]("whsec_x", headers, body)
+    assert not namespace["verify"]("whsec_y", headers, body)
+    assert not namespace["verify"]("whsec_x", headers, body + b" ")
+    stale = {**headers, "Wallet-Timestamp": str(int(time.time()) - 3600)}
+    stale["Wallet-Signature"] = sign("whsec_x", stale["Wallet-Timestamp"], body.decode())
+    assert not namespace["verify"]("whsec_x", stale, body)
+    seen: set[str] = set()
+    assert namespace["handle"]("whsec_x", headers, body, seen) == 200
+    assert namespace["handle"]("whsec_x", headers, body, seen) == 200 and seen == {"e-1"}
