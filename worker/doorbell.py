@@ -1,24 +1,32 @@
-"""Ring a partition's doorbell: make sure a drain of it starts after this call.
+"""Ring a partition's doorbell: make sure a drain of it runs after this call.
 
-The message carries nothing but the partition; the commands are in PostgreSQL. To
-avoid one task per command under load, a flag in Redis coalesces rings:
+The message carries nothing but the partition; the commands are in PostgreSQL. One
+flag per partition in Redis means "a drain of this partition is queued or running":
 
-- `ring` sets the flag (SET NX) and enqueues a drain only if the flag was not set;
-- the drain clears the flag *before* it reads pending commands.
+- `ring` sets the flag (SET NX) and enqueues a drain only if the flag was free;
+  either way it pushes a bell (a one-slot list) that a running drain waits on;
+- a drain keeps the flag while it works, and when it runs out of work it lingers on
+  the bell for a moment, then `release`s: it deletes the flag, applies one more batch,
+  and takes the flag back (`claim`) only if that batch found work.
 
-So, in normal operation, a command committed before `ring` is seen either by the drain
-this ring enqueued, or by the one already enqueued (which has not cleared the flag, so
-has not read yet). Two things can swallow a ring: a message lost after its flag was set
-(a flushed Redis, a killed worker), and a ring that finds the flag of a ring whose
-enqueue then failed. Either way the command stays pending in PostgreSQL and the
-sweeper rings its partition again within a few seconds: nothing is lost, only late.
+So a command committed before a ring is seen: either the ring enqueued a drain, or the
+flag was held, and then the holder's final batch after its release (which happens
+after the ring's failed SET NX) reads it. Under load a partition's drain runs on and
+on and rings cost one Redis round trip, not a task each.
+
+Two things can still swallow a ring: a message lost after its flag was set (a flushed
+Redis, a killed worker), and a ring that finds the flag of a ring whose enqueue then
+failed. Either way the command stays pending in PostgreSQL and the sweeper rings its
+partition again within a few seconds: nothing is lost, only late.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 from kombu.exceptions import KombuError
@@ -29,6 +37,7 @@ from worker.routing import queue_name
 
 log = logging.getLogger(__name__)
 
+# Longer than a drain holds its partition between refreshes (worker.tasks).
 FLAG_TTL_SECONDS = 30
 _client: redis.Redis | None = None
 _lock = threading.Lock()
@@ -36,6 +45,10 @@ _lock = threading.Lock()
 
 def flag(partition: int) -> str:
     return f"wallet:doorbell:{partition}"
+
+
+def bell(partition: int) -> str:
+    return f"wallet:bell:{partition}"
 
 
 def redis_client() -> redis.Redis:
@@ -50,19 +63,19 @@ def redis_client() -> redis.Redis:
                 _client = redis.Redis.from_url(
                     settings.load().redis_url,
                     socket_connect_timeout=1,
-                    socket_timeout=1,
+                    socket_timeout=2,
                     health_check_interval=30,
                 )
     return _client
 
 
 def ring(partition: int, force: bool = False) -> bool:
-    """Enqueue a drain of the partition unless one is already on its way."""
+    """Make sure a drain of the partition runs after this call."""
     return ring_many([partition], force=force)
 
 
 def ring_many(partitions: Iterable[int], force: bool = False) -> bool:
-    """Ring several partitions with one Redis round trip for the flags.
+    """Ring several partitions with one Redis round trip; `force` enqueues regardless.
 
     Returns False when the broker could not be reached: the commands stay pending in
     PostgreSQL and the sweeper rings again once Redis is back. Never raises.
@@ -74,28 +87,69 @@ def ring_many(partitions: Iterable[int], force: bool = False) -> bool:
         return True
     flagged: list[int] = []
     try:
-        if force:
-            to_enqueue = partitions
-        else:
-            pipe = redis_client().pipeline(transaction=False)
-            for partition in partitions:
-                pipe.set(flag(partition), "1", nx=True, ex=FLAG_TTL_SECONDS)
-            flagged = [p for p, was_set in zip(partitions, pipe.execute(), strict=True) if was_set]
-            to_enqueue = flagged
-        for partition in to_enqueue:
+        client = redis_client()
+        keys = [key for partition in partitions for key in (flag(partition), bell(partition))]
+        answers = _ring_script(client)(keys=keys, args=[FLAG_TTL_SECONDS], client=client)
+        flagged = [p for p, was_set in zip(partitions, answers, strict=True) if was_set]
+        for partition in partitions if force else flagged:
             apply_partition.apply_async(args=[partition], queue=queue_name(partition), retry=False)
         return True
     except (redis.RedisError, KombuError, OSError) as error:
         log.warning("could not ring partitions %s: %r", partitions, error)
         DOORBELL_FAILURES.inc()
         for partition in flagged:
-            answer(partition)
+            release(partition)
         return False
 
 
-def answer(partition: int) -> None:
-    """Called by a drain before it reads: rings from now on enqueue a new drain."""
+# For each (flag, bell) pair: take the flag if free, and ring the bell (a one-slot list)
+# either way. One command, one reply: the intake pays one small round trip per ring.
+RING = """
+local taken = {}
+for i = 1, #KEYS, 2 do
+    taken[#taken + 1] = redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) and 1 or 0
+    redis.call('LPUSH', KEYS[i + 1], '1')
+    redis.call('LTRIM', KEYS[i + 1], 0, 0)
+end
+return taken
+"""
+_scripts: dict[int, Any] = {}
+
+
+def _ring_script(client: redis.Redis) -> Any:
+    """The ring script, registered once per client (EVALSHA, loaded again if flushed)."""
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts[id(client)] = client.register_script(RING)
+    return script
+
+
+def wait_for_bell(partition: int, seconds: float) -> bool:
+    """A drain with nothing to do waits here briefly for a ring; True if one came."""
+    try:
+        return redis_client().blpop([bell(partition)], timeout=seconds) is not None
+    except redis.RedisError:
+        return False
+
+
+def claim(partition: int) -> bool:
+    """Take the flag back after a release that found more work; False if a ring took it
+    first (and so a new drain is on its way)."""
+    try:
+        return bool(redis_client().set(flag(partition), "1", nx=True, ex=FLAG_TTL_SECONDS))
+    except redis.RedisError:
+        return True  # keep draining: the commands are in PostgreSQL either way
+
+
+def hold(partition: int) -> None:
+    """Refresh the flag of a drain that runs on, so it does not expire under it."""
+    with contextlib.suppress(redis.RedisError):
+        redis_client().set(flag(partition), "1", ex=FLAG_TTL_SECONDS)
+
+
+def release(partition: int) -> None:
+    """From now on a ring enqueues a new drain of this partition."""
     try:
         redis_client().delete(flag(partition))
     except redis.RedisError as error:
-        log.warning("could not clear the doorbell of partition %s: %r", partition, error)
+        log.warning("could not release the doorbell of partition %s: %r", partition, error)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -34,25 +36,52 @@ SETTINGS = settings.load()
 # A drain gives its worker back after this long and rings again: other partitions
 # served by the same process get their turn, and no message stays unacked for long.
 DRAIN_BUDGET_SECONDS = 5.0
+# How long a drain with nothing left waits for a ring before it lets go: commands that
+# arrive meanwhile join its next batch instead of each starting a task.
+LINGER_SECONDS = 0.05
+GATHER_SECONDS = float(os.environ.get("WALLET_DRAIN_GATHER_MS", "3")) / 1000
 
 
 @app.task(name="wallet.apply_partition", ignore_result=True)
 def apply_partition(partition: int) -> None:
-    """Drain one partition. The message is only a doorbell; PostgreSQL holds the work."""
-    doorbell.answer(partition)
+    """Drain one partition. The message is only a doorbell; PostgreSQL holds the work.
+
+    The drain holds the partition's doorbell flag while it runs (see worker.doorbell):
+    it drains, lingers briefly for a ring when there is nothing left, and releases the
+    flag only after a last batch has found nothing, so that no ring is ever lost.
+    """
+    deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
     try:
-        result = drain(
-            partition,
-            batch_size=SETTINGS.drain_batch_size,
-            budget_seconds=DRAIN_BUDGET_SECONDS,
-            on_batch=_after_commit,
-        )
+        while True:
+            result = drain(
+                partition,
+                batch_size=SETTINGS.drain_batch_size,
+                budget_seconds=max(0.1, deadline - time.monotonic()),
+                on_batch=_after_commit,
+            )
+            if result.more or time.monotonic() >= deadline:
+                # Give the worker back to its other queues; a drain stays queued.
+                doorbell.hold(partition)
+                doorbell.ring(partition, force=True)
+                return
+            if doorbell.wait_for_bell(partition, LINGER_SECONDS):
+                # Woken by a ring: let a few more commands arrive, so that one
+                # transaction (one WAL flush) applies several of them.
+                time.sleep(GATHER_SECONDS)
+                continue
+            doorbell.release(partition)
+            last = drain(
+                partition,
+                batch_size=SETTINGS.drain_batch_size,
+                budget_seconds=0.1,
+                on_batch=_after_commit,
+            )
+            if not (last.finished or last.more) or not doorbell.claim(partition):
+                return
     except OperationalError as error:
         # The database is unreachable: the commands stay pending, the sweeper rings again.
+        doorbell.release(partition)
         log.warning("partition %s not drained: database unavailable: %s", partition, error)
-        return
-    if result.more:
-        doorbell.ring(partition, force=True)
 
 
 @app.task(name="wallet.deliver_callback", ignore_result=True)
@@ -96,10 +125,13 @@ def _not_swept_recently(partitions: list[int]) -> list[int]:
 @worker_ready.connect
 def drain_on_start(sender: Any, **_: Any) -> None:
     """A worker that (re)starts drains its partitions at once instead of waiting for beat."""
-    for queue in sender.app.amqp.queues.consume_from:
-        partition = partition_of_queue(queue)
-        if partition is not None:
-            doorbell.ring(partition, force=True)
+    mine = [
+        p for q in sender.app.amqp.queues.consume_from if (p := partition_of_queue(q)) is not None
+    ]
+    # A flag left by this worker's previous life would swallow rings until it expired.
+    for partition in mine:
+        doorbell.release(partition)
+    doorbell.ring_many(mine, force=True)
 
 
 def _after_commit(batch: BatchResult) -> None:
