@@ -53,17 +53,33 @@ def lock_partition(conn: Connection, partition: int) -> None:
 
 
 def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[Row[Any]]:
-    """The partition's oldest pending commands, in acceptance order."""
+    """Lock the partition, then read its oldest pending commands in acceptance order:
+    one round trip (two statements).
+
+    Each row also carries `foreign_seq`: the lowest seq of a pending command of
+    *another* partition touching one of its wallets (a transfer to it, or the payee's
+    own command), which it must wait for. A wallet's own commands always live in its
+    own partition, so three index probes on pending rows cover every case.
+    """
     return conn.execute(
         text(
-            "SELECT id, seq, client_id, type, user_id, to_user_id, asset_id, amount, "
-            "reference_id, expires_at, reason, item_id, callback_url, created_at "
-            "FROM transactions WHERE partition = :p AND status = 'pending' "
+            "SELECT pg_advisory_xact_lock(:ns, :p); "
+            "SELECT t.id, t.seq, t.client_id, t.type, t.user_id, t.to_user_id, t.asset_id, "
+            "t.amount, t.reference_id, t.expires_at, t.reason, t.item_id, t.callback_url, "
+            "t.created_at, LEAST("
+            "  (SELECT f.seq FROM transactions f WHERE f.to_user_id = t.user_id "
+            "   AND f.status = 'pending' AND f.partition <> :p ORDER BY f.seq LIMIT 1), "
+            "  (SELECT f.seq FROM transactions f WHERE f.user_id = t.to_user_id "
+            "   AND f.status = 'pending' AND f.partition <> :p ORDER BY f.seq LIMIT 1), "
+            "  (SELECT f.seq FROM transactions f WHERE f.to_user_id = t.to_user_id "
+            "   AND f.status = 'pending' AND f.partition <> :p ORDER BY f.seq LIMIT 1)"
+            ") AS foreign_seq "
+            "FROM transactions t WHERE t.partition = :p AND t.status = 'pending' "
             # NO KEY UPDATE: an intake inserting a capture of this hold takes KEY SHARE
             # on it for the foreign key, and must not wait for the drain.
-            "ORDER BY seq LIMIT :n FOR NO KEY UPDATE"
+            "ORDER BY t.seq LIMIT :n FOR NO KEY UPDATE OF t"
         ),
-        {"p": partition, "n": limit},
+        {"ns": DRAIN_LOCK_NAMESPACE, "p": partition, "n": limit},
     ).all()
 
 
@@ -134,9 +150,10 @@ def create_missing_wallets(wallets: Iterable[tuple[str, int]]) -> None:
     Kept out of the drain's transaction on purpose: the drain then only ever waits for
     row locks taken in ascending id order, and an insert racing another drain's insert
     of the same wallet waits for a transaction that holds nothing else. No cycle can
-    form, so no deadlock.
+    form, so no deadlock. Wallets this process has seen exist are skipped (wallets are
+    never deleted).
     """
-    wallets = sorted(set(wallets))
+    wallets = sorted(set(wallets) - _cache().wallets)
     if not wallets:
         return
     with get_engine().begin() as conn:
@@ -164,116 +181,140 @@ def lock_wallets(
         ),
         {"owners": [w[0] for w in wallets], "assets": [w[1] for w in wallets]},
     ).all()
-    return {(r.owner, r.asset_id): AccountRow(r.id, r.balance, r.held) for r in rows}
+    found = {(r.owner, r.asset_id): AccountRow(r.id, r.balance, r.held) for r in rows}
+    known = _cache().wallets
+    if len(known) > 200_000:  # bounded: a miss costs one insert that does nothing
+        known.clear()
+    known.update(found)
+    return found
 
 
 def system_shards(
     conn: Connection, partition: int, owners: Sequence[str], asset_ids: Iterable[int]
 ) -> dict[tuple[str, int], int]:
-    """The ids of this partition's shard of each system account, created when missing."""
+    """The ids of this partition's shard of each system account, created when missing.
+
+    Shard rows are never deleted, so their ids are kept for the life of the process.
+    """
+    shards = _cache().shards
     keys = sorted({(owner, asset_id) for owner in owners for asset_id in asset_ids})
-    params = {
-        "owners": [k[0] for k in keys],
-        "assets": [k[1] for k in keys],
-        "shard": partition,
-    }
-    conn.execute(
-        text(
-            "INSERT INTO accounts (owner, asset_id, shard) "
-            "SELECT w.owner, w.asset_id, :shard "
-            "FROM unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) AS w(owner, asset_id) "
-            "ON CONFLICT (owner, asset_id, shard) DO NOTHING"
-        ),
-        params,
-    )
-    rows = conn.execute(
-        text(
-            "SELECT a.id, a.owner, a.asset_id FROM accounts a "
-            "JOIN unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) AS w(owner, asset_id) "
-            "ON a.owner = w.owner AND a.asset_id = w.asset_id AND a.shard = :shard"
-        ),
-        params,
-    ).all()
-    return {(r.owner, r.asset_id): r.id for r in rows}
+    missing = [k for k in keys if (partition, *k) not in shards]
+    if missing:
+        params = {
+            "owners": [k[0] for k in missing],
+            "assets": [k[1] for k in missing],
+            "shard": partition,
+        }
+        conn.execute(
+            text(
+                "INSERT INTO accounts (owner, asset_id, shard) "
+                "SELECT w.owner, w.asset_id, :shard "
+                "FROM unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) "
+                "AS w(owner, asset_id) ON CONFLICT (owner, asset_id, shard) DO NOTHING"
+            ),
+            params,
+        )
+        for row in conn.execute(
+            text(
+                "SELECT a.id, a.owner, a.asset_id FROM accounts a "
+                "JOIN unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) "
+                "AS w(owner, asset_id) "
+                "ON a.owner = w.owner AND a.asset_id = w.asset_id AND a.shard = :shard"
+            ),
+            params,
+        ):
+            shards[(partition, row.owner, row.asset_id)] = row.id
+    return {k: shards[(partition, *k)] for k in keys}
+
+
+@dataclass
+class _ProcessCache:
+    """Facts about rows that are never deleted, kept per process and per database."""
+
+    engine: object = None
+    shards: dict[tuple[int, str, int], int] = field(default_factory=dict)
+    wallets: set[tuple[str, int]] = field(default_factory=set)
+
+
+_process_cache = _ProcessCache()
+
+
+def _cache() -> _ProcessCache:
+    global _process_cache
+    if _process_cache.engine is not get_engine():
+        _process_cache = _ProcessCache(engine=get_engine())
+    return _process_cache
 
 
 def write(conn: Connection, batch: BatchWrite) -> None:
-    """Write a decided batch: entries, balances, statuses, hold states, reversal links."""
+    """Write a decided batch: entries, balances, statuses, hold states, reversal links.
+
+    Every statement the batch needs, sent as one round trip.
+    """
+    statements: list[str] = []
+    params: dict[str, Any] = {}
     if batch.entries:
-        conn.execute(
-            text(
-                "INSERT INTO ledger_entries (transaction_id, account_id, amount) "
-                "SELECT * FROM unnest(CAST(:tx AS uuid[]), CAST(:acc AS bigint[]), "
-                "CAST(:amt AS bigint[]))"
-            ),
-            {
-                "tx": [e[0] for e in batch.entries],
-                "acc": [e[1] for e in batch.entries],
-                "amt": [e[2] for e in batch.entries],
-            },
+        statements.append(
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount) "
+            "SELECT * FROM unnest(CAST(:e_tx AS uuid[]), CAST(:e_acc AS bigint[]), "
+            "CAST(:e_amt AS bigint[]))"
         )
+        params.update(e_tx=[e[0] for e in batch.entries], e_acc=[e[1] for e in batch.entries])
+        params["e_amt"] = [e[2] for e in batch.entries]
     if batch.wallets:
-        conn.execute(
-            text(
-                "UPDATE accounts a SET balance = w.balance, held = w.held, updated_at = now() "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:bal AS bigint[]), "
-                "CAST(:held AS bigint[])) AS w(id, balance, held) WHERE a.id = w.id"
-            ),
-            {
-                "ids": [w[0] for w in batch.wallets],
-                "bal": [w[1] for w in batch.wallets],
-                "held": [w[2] for w in batch.wallets],
-            },
+        statements.append(
+            "UPDATE accounts a SET balance = w.balance, held = w.held, updated_at = now() "
+            "FROM unnest(CAST(:w_ids AS bigint[]), CAST(:w_bal AS bigint[]), "
+            "CAST(:w_held AS bigint[])) AS w(id, balance, held) WHERE a.id = w.id"
+        )
+        params.update(
+            w_ids=[w[0] for w in batch.wallets],
+            w_bal=[w[1] for w in batch.wallets],
+            w_held=[w[2] for w in batch.wallets],
         )
     deltas = [(k, v) for k, v in sorted(batch.system_deltas.items()) if v != 0]
     if deltas:
-        conn.execute(
-            text(
-                "UPDATE accounts a SET balance = a.balance + d.delta, updated_at = now() "
-                "FROM unnest(CAST(:ids AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta) "
-                "WHERE a.id = d.id"
-            ),
-            {"ids": [d[0] for d in deltas], "deltas": [d[1] for d in deltas]},
+        statements.append(
+            "UPDATE accounts a SET balance = a.balance + d.delta, updated_at = now() "
+            "FROM unnest(CAST(:s_ids AS bigint[]), CAST(:s_deltas AS bigint[])) "
+            "AS d(id, delta) WHERE a.id = d.id"
         )
+        params.update(s_ids=[d[0] for d in deltas], s_deltas=[d[1] for d in deltas])
     if batch.outcomes:
         columns = list(zip(*batch.outcomes, strict=True))
-        conn.execute(
-            text(
-                "UPDATE transactions t SET status = o.status, error_code = o.code, "
-                "error_message = o.message, balance_after = o.balance_after, "
-                "amount = coalesce(o.amount, t.amount), completed_at = now() "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:status AS text[]), "
-                "CAST(:code AS text[]), CAST(:message AS text[]), CAST(:bal AS bigint[]), "
-                "CAST(:amount AS bigint[])) AS o(id, status, code, message, balance_after, amount) "
-                "WHERE t.id = o.id"
-            ),
-            {
-                "ids": list(columns[0]),
-                "status": list(columns[1]),
-                "code": list(columns[2]),
-                "message": list(columns[3]),
-                "bal": list(columns[4]),
-                "amount": list(columns[5]),
-            },
+        statements.append(
+            "UPDATE transactions t SET status = o.status, error_code = o.code, "
+            "error_message = o.message, balance_after = o.balance_after, "
+            "amount = coalesce(o.amount, t.amount), completed_at = now() "
+            "FROM unnest(CAST(:o_ids AS uuid[]), CAST(:o_status AS text[]), "
+            "CAST(:o_code AS text[]), CAST(:o_message AS text[]), CAST(:o_bal AS bigint[]), "
+            "CAST(:o_amount AS bigint[])) "
+            "AS o(id, status, code, message, balance_after, amount) WHERE t.id = o.id"
+        )
+        params.update(
+            o_ids=list(columns[0]),
+            o_status=list(columns[1]),
+            o_code=list(columns[2]),
+            o_message=list(columns[3]),
+            o_bal=list(columns[4]),
+            o_amount=list(columns[5]),
         )
     if batch.hold_statuses:
-        conn.execute(
-            text(
-                "UPDATE transactions t SET hold_status = h.status "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:status AS text[])) AS h(id, status) "
-                "WHERE t.id = h.id"
-            ),
-            {"ids": list(batch.hold_statuses), "status": list(batch.hold_statuses.values())},
+        statements.append(
+            "UPDATE transactions t SET hold_status = h.status "
+            "FROM unnest(CAST(:h_ids AS uuid[]), CAST(:h_status AS text[])) AS h(id, status) "
+            "WHERE t.id = h.id"
         )
+        params.update(h_ids=list(batch.hold_statuses), h_status=list(batch.hold_statuses.values()))
     if batch.reversals:
-        conn.execute(
-            text(
-                "UPDATE transactions t SET reversed_by = r.reversal "
-                "FROM unnest(CAST(:ids AS uuid[]), CAST(:rev AS uuid[])) AS r(id, reversal) "
-                "WHERE t.id = r.id"
-            ),
-            {"ids": list(batch.reversals), "rev": list(batch.reversals.values())},
+        statements.append(
+            "UPDATE transactions t SET reversed_by = r.reversal "
+            "FROM unnest(CAST(:r_ids AS uuid[]), CAST(:r_rev AS uuid[])) AS r(id, reversal) "
+            "WHERE t.id = r.id"
         )
+        params.update(r_ids=list(batch.reversals), r_rev=list(batch.reversals.values()))
+    if statements:
+        conn.execute(text("; ".join(statements)), params)
 
 
 def reject_alone(conn: Connection, tx_id: uuid.UUID, code: str, message: str) -> Row[Any] | None:

@@ -11,6 +11,7 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg2.extras
 from sqlalchemy import Connection, Engine, create_engine
@@ -21,6 +22,7 @@ import settings
 
 _lock = threading.Lock()
 _engine: Engine | None = None
+_autocommit_engine: Engine | None = None
 _sessions: sessionmaker[Session] | None = None
 
 
@@ -36,21 +38,38 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def get_engine() -> Engine:
-    global _engine, _sessions
+    """The engine for transactions (the drain, administration, the seed)."""
+    global _engine, _autocommit_engine, _sessions
     if _engine is None:
         with _lock:
             if _engine is None:
-                _engine = create_engine(
-                    sqlalchemy_url(settings.load().database_url),
-                    pool_size=int(os.environ.get("WALLET_DB_POOL_SIZE", "10")),
-                    max_overflow=int(os.environ.get("WALLET_DB_POOL_OVERFLOW", "20")),
-                    pool_pre_ping=True,
-                    pool_timeout=5,
-                    # A stuck statement must not hang a request or a drain for ever.
-                    connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
+                _engine = _create()
+                # Intake and reads are single statements, or reads of rows written
+                # atomically: connections that are in autocommit from birth, with no
+                # BEGIN, COMMIT or reset-on-return round trips around them.
+                _autocommit_engine = _create(
+                    isolation_level="AUTOCOMMIT", pool_reset_on_return=None
                 )
                 _sessions = sessionmaker(_engine, expire_on_commit=False)
     return _engine
+
+
+def _create(**options: Any) -> Engine:
+    return create_engine(
+        sqlalchemy_url(settings.load().database_url),
+        # Sized for the API's request threads: a connection closed on check-in (the
+        # overflow) is a connection opened again for the next request.
+        pool_size=int(os.environ.get("WALLET_DB_POOL_SIZE", "16")),
+        max_overflow=int(os.environ.get("WALLET_DB_POOL_OVERFLOW", "16")),
+        # No pre-ping: it costs a round trip per checkout. A connection that died under
+        # us fails one request (503, retried by the client with the same key) and
+        # SQLAlchemy then invalidates the whole pool.
+        pool_recycle=1800,
+        pool_timeout=5,
+        # A stuck statement must not hang a request or a drain for ever.
+        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
+        **options,
+    )
 
 
 def session() -> Session:
@@ -66,13 +85,27 @@ def connect() -> Iterator[Connection]:
         yield connection
 
 
+@contextmanager
+def autocommit() -> Iterator[Connection]:
+    """A connection where every statement is its own transaction.
+
+    For work that is one statement, or only reads rows written atomically: no BEGIN and
+    COMMIT round trips around it.
+    """
+    get_engine()
+    assert _autocommit_engine is not None
+    with _autocommit_engine.connect() as connection:
+        yield connection
+
+
 def reset_engine() -> None:
-    """Forget the engine (tests that change DATABASE_URL, and children after a fork)."""
-    global _engine, _sessions
-    if _engine is not None:
-        # close=False: the parent still owns those sockets; just stop using them here.
-        _engine.dispose(close=False)
-    _engine = None
+    """Forget the engines (tests that change DATABASE_URL, and children after a fork)."""
+    global _engine, _autocommit_engine, _sessions
+    for engine in (_engine, _autocommit_engine):
+        if engine is not None:
+            # close=False: the parent still owns those sockets; just stop using them here.
+            engine.dispose(close=False)
+    _engine = _autocommit_engine = None
     _sessions = None
 
 

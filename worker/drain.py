@@ -22,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from db import batch as store
 from db import callbacks as outbox
 from db.assets import catalog
-from db.engine import connect
+from db.engine import autocommit
 from db.uow import UnitOfWork
 from ledger import (
     SYSTEM_ACCOUNTS,
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
 # Seconds after expires_at before the drain expires a hold (see _apply).
 HOLD_EXPIRY_GRACE_SECONDS = 2.0
+HOLD_CHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -162,7 +163,6 @@ def apply_batch(partition: int, limit: int, expire_holds: bool = True) -> BatchR
     rows: Sequence[Row[Any]] = ()
     try:
         with UnitOfWork() as uow:
-            store.lock_partition(uow.connection, partition)
             rows = store.pending_commands(uow.connection, partition, limit)
             result = _apply(uow.connection, partition, rows, limit, expire_holds)
             if result is None:
@@ -176,7 +176,7 @@ def apply_batch(partition: int, limit: int, expire_holds: bool = True) -> BatchR
     # batch changed or left waiting. Found from the database after the commit, so a
     # command that arrives later sees this batch's effects and does not need waking.
     if result.wallets:
-        with connect() as conn:
+        with autocommit() as conn:
             waiting = store.foreign_pending(conn, partition, result.wallets)
         result.ring |= {row.partition for row in waiting}
     return result
@@ -190,14 +190,10 @@ def _apply(
     # waits while another partition holds an earlier pending command for one of its
     # wallets (a transfer to it, or the payee's own command). The lowest pending seq
     # anywhere never waits, so the whole system always progresses.
-    foreign = store.foreign_pending(conn, partition, {w for row in rows for w in _wallets(row)})
-    first_foreign: dict[str, int] = {}
-    for found in foreign:
-        first_foreign[found.wallet] = min(found.seq, first_foreign.get(found.wallet, found.seq))
     ready, waiting_wallets = [], set()
     for row in rows:
         wallets = _wallets(row)
-        earlier = any(first_foreign.get(w, row.seq) < row.seq for w in wallets)
+        earlier = row.foreign_seq is not None and row.foreign_seq < row.seq
         if earlier or wallets & waiting_wallets:
             waiting_wallets |= wallets
         else:
@@ -206,11 +202,11 @@ def _apply(
     # period after expires_at: an intake transaction that began before the expiry (a
     # capture in time) has committed by then, so the clock never beats it.
     settled = len(rows) < limit and not waiting_wallets and expire_holds
-    due = store.due_holds(conn, partition, 200, HOLD_EXPIRY_GRACE_SECONDS) if settled else []
+    due = _due_holds(conn, partition) if settled else []
     if not ready and not due:
         if not rows:
             return None
-        return BatchResult(ring={f.partition for f in foreign}, wallets=waiting_wallets)
+        return BatchResult(wallets=waiting_wallets)
 
     book = Book()
     _load_references(conn, book, ready)
@@ -242,9 +238,21 @@ def _apply(
         # on rings this one again once it has applied what was in the way.
         full=len(rows) == limit and not waiting_wallets,
         callbacks=callbacks,
-        ring={f.partition for f in foreign},
         wallets={account.owner for account in book.changed_wallets} | waiting_wallets,
     )
+
+
+def _due_holds(conn: Any, partition: int) -> Sequence[Row[Any]]:
+    """Holds to expire, looked for at most once a second per partition: expiry promises
+    seconds, and a busy partition should not pay a query per batch for it."""
+    now = time.monotonic()
+    if now - _holds_checked.get(partition, 0.0) < HOLD_CHECK_SECONDS:
+        return []
+    _holds_checked[partition] = now
+    return store.due_holds(conn, partition, 200, HOLD_EXPIRY_GRACE_SECONDS)
+
+
+_holds_checked: dict[int, float] = {}
 
 
 def _wallets(row: Row[Any]) -> set[str]:
@@ -394,7 +402,7 @@ def _final_amount(row: Row[Any], outcome: Applied, book: Book) -> int | None:
 def _reject_poison(partition: int, tx_id: uuid.UUID, error: BaseException) -> BatchResult:
     """Reject the command that fails even on its own, and only that one (by id)."""
     with UnitOfWork() as uow:
-        store.lock_partition(uow.connection, partition)
+        store.lock_partition(uow.connection, partition)  # one drain of a partition at a time
         row = store.reject_alone(
             uow.connection, tx_id, "internal_error", "the command could not be applied"
         )
