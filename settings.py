@@ -6,6 +6,7 @@ defaults live here and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,11 @@ class Settings:
     sweep_after_seconds: float
 
 
+@functools.cache
 def load() -> Settings:
-    """Read the settings from the environment (tests may change it and call again)."""
+    """The settings, read from the environment once per process (a request must not pay
+    for a dozen environment lookups). Tests that change the environment call
+    `load.cache_clear()`."""
     return Settings(
         database_url=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/wallet"),
         redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),

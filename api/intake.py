@@ -6,12 +6,16 @@ recorded in one database transaction, each accepted or refused on its own.
 
 from __future__ import annotations
 
+import os
+import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Row, text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import settings
 from api.errors import ApiError
@@ -19,7 +23,7 @@ from api.metrics import COMMANDS_ACCEPTED
 from db import intake, reads
 from db.assets import catalog
 from db.clients import Client
-from db.engine import connect
+from db.engine import autocommit
 from ledger import REVERSIBLE, CommandType, partition_of
 from worker import doorbell
 
@@ -40,9 +44,13 @@ class Accepted:
 
 
 def submit(client: Client, submission: Submission) -> Accepted:
-    """Accept one command (or find the one already accepted for its key); raise ApiError."""
-    (result,) = submit_many(client, [submission])
-    if isinstance(result, ApiError):
+    """Accept one command (or find the one already accepted for its key); raise ApiError.
+
+    Concurrent single requests of this process share one INSERT and one commit (see
+    GroupCommit): each is answered once its own batch is durable.
+    """
+    result = _group.accept(client, submission)
+    if isinstance(result, BaseException):
         raise result
     return result
 
@@ -50,17 +58,24 @@ def submit(client: Client, submission: Submission) -> Accepted:
 def submit_many(
     client: Client, submissions: Sequence[Submission | ApiError]
 ) -> list[Accepted | ApiError]:
-    """Accept each command on its own; the accepted ones are recorded in one transaction.
+    """Accept each command of a batch on its own, in one transaction, in request order."""
+    return accept([(client, s) for s in submissions])
+
+
+def accept(
+    items: Sequence[tuple[Client, Submission | ApiError]], ordered: bool = True
+) -> list[Accepted | ApiError]:
+    """Accept each command on its own; the accepted ones are recorded in one statement.
 
     Items that already failed validation are passed through as they are, so results
-    stay in request order.
+    stay in order. With `ordered`, the order of `items` is their acceptance order.
     """
     partitions = settings.load().partitions
     results: list[Accepted | ApiError | None] = []
     commands: list[tuple[int, intake.NewCommand]] = []
-    with connect() as conn:
-        references = _references(conn, submissions)
-        for index, submission in enumerate(submissions):
+    with autocommit() as conn:
+        references = _references(conn, [s for _, s in items])
+        for index, (client, submission) in enumerate(items):
             if isinstance(submission, ApiError):
                 results.append(submission)
                 continue
@@ -69,7 +84,7 @@ def submit_many(
                 results.append(None)
             except ApiError as error:
                 results.append(error)
-        recorded = intake.record(conn, [c for _, c in commands]) if commands else []
+        recorded = intake.record(conn, [c for _, c in commands], ordered) if commands else []
         replayed = [r.row.id for r in recorded if r.replayed]
         current = reads.transactions(conn, replayed) if replayed else {}
         for (index, command), stored in zip(commands, recorded, strict=True):
@@ -89,6 +104,82 @@ def submit_many(
         if stored.created:
             COMMANDS_ACCEPTED.labels(stored.row.type).inc()
     return [r for r in results if r is not None]
+
+
+class GroupCommit:
+    """Group commit for single-command requests: one INSERT, one commit, many requests.
+
+    Each accepted command costs a durable commit, a WAL flush that takes a millisecond
+    or more on ordinary disks, and PostgreSQL flushes one at a time. So requests queue
+    here, and each committer thread takes everything queued when it becomes free and
+    records it in one statement: under load a commit carries tens of commands; a lone
+    request goes straight through. A request is answered only after its own batch has
+    committed, so a 202 still means durable. The committers start on first use, in the
+    process that uses them (after gunicorn's fork).
+    """
+
+    def __init__(self, committers: int, max_batch: int) -> None:
+        self._committers = committers
+        self._max_batch = max_batch
+        self._ready = threading.Condition()
+        self._queue: list[_Waiting] = []
+        self._started = False
+
+    def accept(self, client: Client, submission: Submission) -> Accepted | BaseException:
+        waiting = _Waiting(client, submission)
+        with self._ready:
+            if not self._started:
+                self._start()
+            self._queue.append(waiting)
+            self._ready.notify()
+        waiting.done.wait()
+        assert waiting.result is not None
+        return waiting.result
+
+    def _start(self) -> None:
+        for n in range(self._committers):
+            threading.Thread(
+                target=self._commit_forever, name=f"group-commit-{n}", daemon=True
+            ).start()
+        self._started = True
+
+    def _commit_forever(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+            outcomes = self._commit(batch)
+            for waiting, outcome in zip(batch, outcomes, strict=True):
+                waiting.result = outcome
+                waiting.done.set()
+
+    def _commit(self, batch: list[_Waiting]) -> list[Accepted | BaseException]:
+        try:
+            return list(accept([(w.client, w.submission) for w in batch], ordered=False))
+        except (OperationalError, InterfaceError, PoolTimeout) as error:
+            return [error] * len(batch)  # the database is unreachable: 503 for all
+        except Exception as error:
+            if len(batch) == 1:
+                return [error]
+            # Something in one command broke the shared statement: it must fail only
+            # its own request, so each is tried alone.
+            return [outcome for w in batch for outcome in self._commit([w])]
+
+
+@dataclass
+class _Waiting:
+    client: Client
+    submission: Submission
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Accepted | BaseException | None = None
+
+
+_group = GroupCommit(
+    committers=int(os.environ.get("WALLET_INTAKE_COMMITTERS", "2")),
+    max_batch=int(os.environ.get("WALLET_INTAKE_MAX_BATCH", "200")),
+)
 
 
 def _command(

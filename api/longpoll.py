@@ -4,8 +4,8 @@ connection.
 The request subscribes to the transaction's channel and waits for Redis to confirm
 the subscription *before* it re-reads the row: a publish that reached Redis earlier
 came after its commit, so that re-read sees the final status. Then it blocks on the
-channel (a parked greenlet under gunicorn's gevent workers) and re-reads once at the
-end. Without Redis it polls the database instead, a few times a second.
+channel (a thread blocked in a Redis read, which releases the GIL) and re-reads once
+at the end. Without Redis it polls the database instead, a few times a second.
 
 Every waiter of a transaction is woken by the same message. Their final re-reads are
 shared (one query, one connection, many readers), so 200 waiters waking together cost

@@ -12,7 +12,7 @@ from api.errors import ApiError
 from api.schemas import HistoryPageSchema, HistoryQuerySchema, WalletSchema
 from db import reads
 from db.assets import catalog
-from db.engine import connect
+from db.engine import autocommit
 from ledger import SYSTEM_ACCOUNTS, is_valid_user_id
 
 blp = Blueprint("wallets", __name__, url_prefix="/v1/wallets", description="Balances and history.")
@@ -26,7 +26,7 @@ def get_wallet(user_id: str) -> Any:
     """A wallet's balances per asset: balance, held, available"""
     balances: list[dict[str, Any]] = []
     if is_valid_user_id(user_id) or user_id in SYSTEM_ACCOUNTS:
-        with connect() as conn:
+        with autocommit() as conn:
             balances = reads.wallet(conn, user_id)
     if not balances:
         raise ApiError(404, "user_not_found", f"'{user_id}' has no wallet.")
@@ -35,7 +35,7 @@ def get_wallet(user_id: str) -> Any:
 
 @blp.route("/<user_id>/transactions", methods=["GET"])
 @require("read")
-@blp.arguments(HistoryQuerySchema, location="query", as_kwargs=True)
+@blp.arguments(HistoryQuerySchema(), location="query", as_kwargs=True)
 @blp.response(200, HistoryPageSchema)
 @blp.secured()
 def wallet_history(
@@ -54,7 +54,7 @@ def wallet_history(
             )
         asset_id = found.id
     before = _decode_cursor(cursor) if cursor else None
-    with connect() as conn:
+    with autocommit() as conn:
         items, next_seq = reads.wallet_history(conn, user_id, asset_id, limit, before)
     return {"items": items, "next_cursor": _encode_cursor(next_seq) if next_seq else None}
 

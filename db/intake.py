@@ -9,11 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Connection, Row, text
 
 from db.ids import uuid7
-from db.models import Transaction
 
 
 @dataclass(frozen=True)
@@ -50,10 +48,6 @@ class Recorded:
         return not self.created
 
 
-# Everything the API shows, so a fresh 202 needs no second read.
-RETURNED = tuple(Transaction.__table__.columns)
-
-
 def fingerprint(kind: str, fields: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical request: its type and fields, key order and spacing aside.
 
@@ -66,34 +60,56 @@ def fingerprint(kind: str, fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def record(conn: Connection, commands: Sequence[NewCommand]) -> list[Recorded]:
+def record(
+    conn: Connection, commands: Sequence[NewCommand], ordered: bool = True
+) -> list[Recorded]:
     """Insert commands as pending; a (client, key) already stored is returned instead.
 
     ON CONFLICT DO NOTHING makes the unique constraint the judge: of two identical
-    requests racing, one inserts and the other waits for it, then finds its row.
+    requests racing, one inserts and the other waits for it, then finds its row. One
+    statement for any number of commands, its text fixed (nothing to compile per call).
+
+    Rows are inserted sorted by key, so that two statements sharing keys lock them in
+    the same order and cannot deadlock. `ordered` (a batch request) keeps acceptance
+    order = the given order anyway, by taking the sequence numbers first; commands of
+    concurrent requests (group commit) have no order among themselves to keep.
     """
-    values = [_values(c) for c in commands]
-    if len(values) > 1:
-        # Acceptance order is request order: take the sequence numbers in that order,
-        # then insert sorted by key, so that two batches sharing keys lock them in the
-        # same order and cannot deadlock (results are matched back by id).
-        seqs = conn.execute(
-            text(
-                "SELECT nextval(pg_get_serial_sequence('transactions', 'seq')) "
-                "FROM generate_series(1, :n) ORDER BY 1"
-            ),
-            {"n": len(values)},
-        ).scalars()
-        for value, seq in zip(values, seqs, strict=True):
-            value["seq"] = seq
-        values.sort(key=lambda v: (str(v["client_id"]), v["idempotency_key"]))
-    statement = (
-        insert(Transaction)
-        .values(values)
-        .on_conflict_do_nothing(constraint="transactions_client_key_key")
-        .returning(*RETURNED)
+    seqs: list[int | None] = [None] * len(commands)
+    order = sorted(
+        range(len(commands)),
+        key=lambda i: (str(commands[i].client_id), commands[i].idempotency_key),
     )
-    inserted = {row.id: row for row in conn.execute(statement)}
+    if ordered and len(commands) > 1:
+        seqs = list(
+            conn.execute(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('transactions', 'seq')) "
+                    "FROM generate_series(1, :n) ORDER BY 1"
+                ),
+                {"n": len(commands)},
+            ).scalars()
+        )
+    rows = [commands[i] for i in order]
+    params = {
+        "id": [c.id for c in rows],
+        "seq": [seqs[i] for i in order],
+        "client": [c.client_id for c in rows],
+        "key": [c.idempotency_key for c in rows],
+        "fingerprint": [c.fingerprint for c in rows],
+        "type": [c.type for c in rows],
+        "partition": [c.partition for c in rows],
+        "user": [c.user_id for c in rows],
+        "to_user": [c.to_user_id for c in rows],
+        "asset": [c.asset_id for c in rows],
+        "amount": [c.amount for c in rows],
+        "ref": [c.reference_id for c in rows],
+        "metadata": [None if c.metadata is None else json.dumps(c.metadata) for c in rows],
+        "reason": [c.reason for c in rows],
+        "item": [c.item_id for c in rows],
+        "callback": [c.callback_url for c in rows],
+        "expires_in": [c.expires_in for c in rows],
+    }
+    inserted = {row.id: row for row in conn.execute(INSERT, params)}
     missing = [c for c in commands if c.id not in inserted]
     existing = _existing(conn, missing) if missing else {}
     results = []
@@ -105,32 +121,28 @@ def record(conn: Connection, commands: Sequence[NewCommand]) -> list[Recorded]:
     return results
 
 
-def _values(command: NewCommand) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "id": command.id,
-        "client_id": command.client_id,
-        "idempotency_key": command.idempotency_key,
-        "fingerprint": command.fingerprint,
-        "type": command.type,
-        "status": "pending",
-        "partition": command.partition,
-        "user_id": command.user_id,
-        "to_user_id": command.to_user_id,
-        "asset_id": command.asset_id,
-        "amount": command.amount,
-        "reference_id": command.reference_id,
-        "metadata": command.metadata,
-        "reason": command.reason,
-        "item_id": command.item_id,
-        "callback_url": command.callback_url,
-        "expires_at": None,
-    }
-    if command.expires_in is not None:
-        # The database's clock, like created_at: a hold's life is measured on one clock.
-        values["expires_at"] = func.now() + func.make_interval(
-            0, 0, 0, 0, 0, 0, bindparam(f"expires_in_{command.id.hex}", command.expires_in)
-        )
-    return values
+INSERT = text(
+    """
+    INSERT INTO transactions (id, seq, client_id, idempotency_key, fingerprint, type,
+        status, partition, user_id, to_user_id, asset_id, amount, reference_id, metadata,
+        reason, item_id, callback_url, expires_at)
+    SELECT c.id, coalesce(c.seq, nextval(pg_get_serial_sequence('transactions', 'seq'))),
+        c.client, c.key, c.fingerprint, c.type, 'pending', c.partition, c.usr, c.to_user,
+        c.asset, c.amount, c.ref, CAST(c.metadata AS jsonb), c.reason, c.item, c.callback,
+        -- the database's clock, like created_at: a hold's life is measured on one clock
+        now() + make_interval(secs => c.expires_in)
+    FROM unnest(CAST(:id AS uuid[]), CAST(:seq AS bigint[]), CAST(:client AS uuid[]),
+        CAST(:key AS text[]), CAST(:fingerprint AS text[]), CAST(:type AS text[]),
+        CAST(:partition AS smallint[]), CAST(:user AS text[]), CAST(:to_user AS text[]),
+        CAST(:asset AS int[]), CAST(:amount AS bigint[]), CAST(:ref AS uuid[]),
+        CAST(:metadata AS text[]), CAST(:reason AS text[]), CAST(:item AS text[]),
+        CAST(:callback AS text[]), CAST(:expires_in AS int[]))
+        AS c(id, seq, client, key, fingerprint, type, partition, usr, to_user, asset,
+             amount, ref, metadata, reason, item, callback, expires_in)
+    ON CONFLICT ON CONSTRAINT transactions_client_key_key DO NOTHING
+    RETURNING *
+    """
+)
 
 
 def _existing(

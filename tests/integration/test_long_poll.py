@@ -51,17 +51,18 @@ def test_wait_times_out_with_the_pending_resource_and_retry_after(client):
 
 
 def test_without_redis_the_wait_polls_the_database(client, monkeypatch):
-    from api import longpoll
+    from tests.conftest import _forget_process_state
 
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
-    monkeypatch.setattr(longpoll, "_client", None)
+    _forget_process_state()
     user = unique()
     tx = submit(CommandType.TOPUP, user_id=user, asset="GOLD_COINS", amount=3)
     worker = apply_later(user, 0.5)
     response = client.get(f"/v1/transactions/{tx['id']}?wait=10", headers=ADMIN)
     worker.join()
     assert response.get_json()["status"] == "completed"
-    monkeypatch.setattr(longpoll, "_client", None)
+    monkeypatch.undo()
+    _forget_process_state()
 
 
 def test_wait_must_be_0_to_30_seconds(client):

@@ -165,7 +165,6 @@ def test_a_drain_holding_a_pending_hold_does_not_block_a_capture_intake(rings):
     hold = submit(CommandType.HOLD, user_id=user, asset="GOLD_COINS", amount=5, expires_in=60)
     with get_engine().connect() as drain_conn, drain_conn.begin():
         # The drain's own read of its batch, with the locks it takes on the rows.
-        store.lock_partition(drain_conn, partition_of(user, 8))
         locked = store.pending_commands(drain_conn, partition_of(user, 8), 500)
         assert uuid.UUID(hold["id"]) in {row.id for row in locked}
         done = threading.Event()
