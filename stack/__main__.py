@@ -11,7 +11,7 @@
   stop-services  stop the embedded servers of the data folder
 
 Environment: DATABASE_URL, REDIS_URL, WALLET_ADMIN_KEY, FLOWER_BASIC_AUTH,
-WALLET_PARTITIONS (8), WALLET_WORKER_PROCESSES (one per partition), PORT (8000),
+WALLET_PARTITIONS (8), WALLET_WORKER_PROCESSES (2), PORT (8000),
 FLOWER_PORT (5555), WALLET_DATA_DIR (.data), PROMETHEUS_MULTIPROC_DIR (<data>/metrics).
 """
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CELERY_APP = "worker.app"
+DEFAULT_WORKER_PROCESSES = 2
 # Every Celery worker: send task events (Flower shows them), and skip gossip and mingle,
 # which cost a round of broadcast messages per worker and per restart for nothing here:
 # each queue has exactly one consumer, assigned below.
@@ -35,29 +36,28 @@ def api() -> Command:
 
 
 def partition_workers(partitions: int, processes: int | None = None) -> list[Command]:
-    """One solo worker process per group of partition queues.
+    """The partition workers: a few processes, a thread per partition queue in each.
 
     Worker i consumes `partition.{p}` for every p with p % processes == i, so each
-    partition has exactly one consumer and commands for one wallet apply in order.
-    The default is one process per partition; more processes than partitions would
-    leave some without a queue, so the count is capped.
+    partition has exactly one consuming process, and a drain of it holds the
+    partition's advisory lock, so its commands apply in order. A drain spends most of
+    its time waiting on PostgreSQL, so threads overlap well and one process per core
+    is enough (the default: 2); more processes than partitions would leave some
+    without a queue, so the count is capped.
     """
     if partitions < 1:
         raise ValueError("WALLET_PARTITIONS must be at least 1")
-    count = min(processes or partitions, partitions)
+    count = min(processes or DEFAULT_WORKER_PROCESSES, partitions)
     if count < 1:
         raise ValueError("WALLET_WORKER_PROCESSES must be at least 1")
-    return [
-        Command(
-            f"partitions-{i}",
-            _celery_worker(
-                f"partitions-{i}",
-                ",".join(f"partition.{p}" for p in range(i, partitions, count)),
-                ["-P", "solo"],
-            ),
+    workers = []
+    for i in range(count):
+        queues = [f"partition.{p}" for p in range(i, partitions, count)]
+        pool = ["-P", "threads", "-c", str(len(queues))]
+        workers.append(
+            Command(f"partitions-{i}", _celery_worker(f"partitions-{i}", ",".join(queues), pool))
         )
-        for i in range(count)
-    ]
+    return workers
 
 
 def callbacks_worker() -> Command:

@@ -24,16 +24,20 @@ def test_every_partition_has_exactly_one_worker(partitions: int, processes: int 
     queues = [_option(w.argv, "-Q").split(",") for w in workers]
     consumed = sorted(q for qs in queues for q in qs)
     assert consumed == sorted(f"partition.{p}" for p in range(partitions))
-    assert len(workers) == min(processes or partitions, partitions)
+    assert len(workers) == min(processes or commands.DEFAULT_WORKER_PROCESSES, partitions)
     for i, worker in enumerate(workers):
         assert worker.name == f"partitions-{i}"
         assert _option(worker.argv, "-n") == f"partitions-{i}@%h"
-        assert _option(worker.argv, "-P") == "solo"  # one command at a time, in order
+        # A thread per partition queue: each partition's drain can run at once.
+        assert _option(worker.argv, "-P") == "threads"
+        assert int(_option(worker.argv, "-c")) == len(queues[i])
         assert all(int(q.split(".")[1]) % len(workers) == i for q in queues[i])
 
 
 def test_the_documented_worker_command_lines() -> None:
-    partitions = "celery -A worker.app worker -P solo -Q partition.0,partition.8 -n partitions-0@%h"
+    partitions = (
+        "celery -A worker.app worker -P threads -c 2 -Q partition.0,partition.8 -n partitions-0@%h"
+    )
     callbacks = (
         "celery -A worker.app worker -P threads -c 16 -Q callbacks,maintenance -n callbacks@%h"
     )
@@ -98,7 +102,8 @@ def test_container_commands_need_no_development_packages(tmp_path: Path) -> None
         [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["postgresql://u:p@db:5432/wallet", "5", str(ROOT)]
+    # Two partition worker processes (the default) and the callbacks worker.
+    assert out.stdout.split() == ["postgresql://u:p@db:5432/wallet", "3", str(ROOT)]
 
 
 def _option(argv: list[str], flag: str) -> str:
