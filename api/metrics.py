@@ -56,7 +56,7 @@ class QueueDepth(Collector):
                 rows = conn.execute(
                     text(
                         "SELECT partition, count(*) AS n FROM transactions "
-                        "WHERE status = 'pending' GROUP BY partition"
+                        "WHERE status = 'pending' AND partition >= 0 GROUP BY partition"
                     )
                 ).all()
             counts = {r.partition: r.n for r in rows}

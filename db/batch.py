@@ -62,25 +62,29 @@ def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[R
     own partition, so three index probes on pending rows cover every case.
     """
     return conn.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(:ns, :p); "
-            "SELECT t.id, t.seq, t.client_id, t.type, t.user_id, t.to_user_id, t.asset_id, "
-            "t.amount, t.reference_id, t.expires_at, t.reason, t.item_id, t.callback_url, "
-            "t.created_at, LEAST("
-            "  (SELECT f.seq FROM transactions f WHERE f.to_user_id = t.user_id "
-            "   AND f.status = 'pending' AND f.partition <> :p ORDER BY f.seq LIMIT 1), "
-            "  (SELECT f.seq FROM transactions f WHERE f.user_id = t.to_user_id "
-            "   AND f.status = 'pending' AND f.partition <> :p ORDER BY f.seq LIMIT 1), "
-            "  (SELECT f.seq FROM transactions f WHERE f.to_user_id = t.to_user_id "
-            "   AND f.status = 'pending' AND f.partition <> :p ORDER BY f.seq LIMIT 1)"
-            ") AS foreign_seq "
-            "FROM transactions t WHERE t.partition = :p AND t.status = 'pending' "
-            # NO KEY UPDATE: an intake inserting a capture of this hold takes KEY SHARE
-            # on it for the foreign key, and must not wait for the drain.
-            "ORDER BY t.seq LIMIT :n FOR NO KEY UPDATE OF t"
-        ),
+        text("SELECT pg_advisory_xact_lock(:ns, :p); " + PENDING),
         {"ns": DRAIN_LOCK_NAMESPACE, "p": partition, "n": limit},
     ).all()
+
+
+PENDING = (
+    "SELECT t.id, t.seq, t.client_id, t.type, t.user_id, t.to_user_id, t.asset_id, "
+    "t.amount, t.reference_id, t.expires_at, t.reason, t.item_id, t.callback_url, "
+    # The partition test sits in FILTER, not WHERE: a WHERE on partition would
+    # let the planner use the partition index for these lookups (0004).
+    "t.created_at, LEAST("
+    "  (SELECT min(f.seq) FILTER (WHERE f.partition <> :p) FROM transactions f "
+    "   WHERE f.to_user_id = t.user_id AND f.status = 'pending'), "
+    "  (SELECT min(f.seq) FILTER (WHERE f.partition <> :p) FROM transactions f "
+    "   WHERE f.user_id = t.to_user_id AND f.status = 'pending'), "
+    "  (SELECT min(f.seq) FILTER (WHERE f.partition <> :p) FROM transactions f "
+    "   WHERE f.to_user_id = t.to_user_id AND f.status = 'pending')"
+    ") AS foreign_seq "
+    "FROM transactions t WHERE t.partition = :p AND t.status = 'pending' "
+    # NO KEY UPDATE: an intake inserting a capture of this hold takes KEY SHARE
+    # on it for the foreign key, and must not wait for the drain.
+    "ORDER BY t.seq LIMIT :n FOR NO KEY UPDATE OF t"
+)
 
 
 def due_holds(
@@ -104,18 +108,21 @@ def foreign_pending(conn: Connection, partition: int, wallets: Iterable[str]) ->
     wallets = sorted(set(wallets))
     if not wallets:
         return []
-    return conn.execute(
+    rows = conn.execute(
         text(
+            # No condition on partition here: it would let the planner use the
+            # partition index for these lookups (0004); own rows are dropped below.
             "SELECT partition, wallet, min(seq) AS seq FROM ("
             "  SELECT partition, to_user_id AS wallet, seq FROM transactions "
-            "  WHERE status = 'pending' AND to_user_id = ANY(:w) AND partition <> :p "
+            "  WHERE status = 'pending' AND to_user_id = ANY(:w) "
             "  UNION ALL "
             "  SELECT partition, user_id AS wallet, seq FROM transactions "
-            "  WHERE status = 'pending' AND user_id = ANY(:w) AND partition <> :p"
+            "  WHERE status = 'pending' AND user_id = ANY(:w)"
             ") found GROUP BY partition, wallet"
         ),
-        {"w": wallets, "p": partition},
+        {"w": wallets},
     ).all()
+    return [row for row in rows if row.partition != partition]
 
 
 def referenced(conn: Connection, ids: Iterable[uuid.UUID]) -> Sequence[Row[Any]]:
@@ -335,7 +342,7 @@ def partitions_to_sweep(conn: Connection, pending_for_seconds: float) -> list[in
     rows = conn.execute(
         text(
             "SELECT DISTINCT partition FROM transactions WHERE status = 'pending' "
-            "AND created_at < now() - make_interval(secs => :s) "
+            "AND partition >= 0 AND created_at < now() - make_interval(secs => :s) "
             "UNION SELECT DISTINCT partition FROM transactions "
             "WHERE hold_status = 'active' AND expires_at <= now()"
         ),

@@ -109,11 +109,12 @@ class Transaction(Base):
             name="transactions_hold_status_known",
         ),
         # The drain reads a partition's pending commands in acceptance order.
+        # Each pending index is usable only by lookups on its own column (0004).
         Index(
             "transactions_pending_by_partition",
             "partition",
             "seq",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending' AND partition IS NOT NULL"),
         ),
         Index(
             "transactions_active_holds",
@@ -127,7 +128,7 @@ class Transaction(Base):
             "transactions_pending_by_user",
             "user_id",
             "seq",
-            postgresql_where=text("status = 'pending'"),
+            postgresql_where=text("status = 'pending' AND user_id IS NOT NULL"),
         ),
         Index(
             "transactions_pending_by_payee",
