@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Row, text
@@ -109,7 +110,8 @@ def record(
         "callback": [c.callback_url for c in rows],
         "expires_in": [c.expires_in for c in rows],
     }
-    inserted = {row.id: row for row in conn.execute(INSERT, params)}
+    by_id = {c.id: c for c in rows}
+    inserted = {row.id: _pending_row(by_id[row.id], row) for row in conn.execute(INSERT, params)}
     missing = [c for c in commands if c.id not in inserted]
     existing = _existing(conn, missing) if missing else {}
     results = []
@@ -140,9 +142,41 @@ INSERT = text(
         AS c(id, seq, client, key, fingerprint, type, partition, usr, to_user, asset,
              amount, ref, metadata, reason, item, callback, expires_in)
     ON CONFLICT ON CONSTRAINT transactions_client_key_key DO NOTHING
-    RETURNING *
+    RETURNING id, seq, created_at, expires_at
     """
 )
+
+
+def _pending_row(command: NewCommand, returned: Row[Any]) -> SimpleNamespace:
+    """The stored row of a command just inserted, without reading it back: everything
+    but what the database chose (seq, created_at, expires_at) is the command itself."""
+    return SimpleNamespace(
+        id=command.id,
+        seq=returned.seq,
+        client_id=command.client_id,
+        idempotency_key=command.idempotency_key,
+        fingerprint=command.fingerprint,
+        type=command.type,
+        status="pending",
+        partition=command.partition,
+        user_id=command.user_id,
+        to_user_id=command.to_user_id,
+        asset_id=command.asset_id,
+        amount=command.amount,
+        reference_id=command.reference_id,
+        metadata=command.metadata,
+        reason=command.reason,
+        item_id=command.item_id,
+        callback_url=command.callback_url,
+        expires_at=returned.expires_at,
+        hold_status=None,
+        reversed_by=None,
+        error_code=None,
+        error_message=None,
+        balance_after=None,
+        created_at=returned.created_at,
+        completed_at=None,
+    )
 
 
 def _existing(

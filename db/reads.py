@@ -161,6 +161,4 @@ def iso(moment: datetime | None) -> str | None:
     """RFC 3339 in UTC with milliseconds: 2026-11-20T10:00:00.012Z."""
     if moment is None:
         return None
-    return (
-        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

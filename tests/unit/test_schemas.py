@@ -76,3 +76,18 @@ def test_hold_expiry_is_1_second_to_a_week(expires_in):
 def test_a_batch_holds_1_to_1000_commands(count):
     with pytest.raises(ValidationError):
         BatchSchema().load({"commands": [{}] * count})
+
+
+def test_timestamps_are_utc_with_milliseconds_and_z():
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from db.reads import iso
+
+    assert iso(datetime(2026, 11, 20, 10, 0, 0, 12345, tzinfo=UTC)) == "2026-11-20T10:00:00.012Z"
+    assert iso(datetime(2026, 11, 20, 10, 0, tzinfo=UTC)) == "2026-11-20T10:00:00.000Z"
+    two_hours_east = timezone(timedelta(hours=2))
+    assert (
+        iso(datetime(2026, 11, 20, 12, 0, 0, 999999, tzinfo=two_hours_east))
+        == "2026-11-20T10:00:00.999Z"
+    )
+    assert iso(None) is None
