@@ -1,0 +1,1 @@
+"""The benchmark: `python -m bench` drives a running stack and prints one table."""

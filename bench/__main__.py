@@ -1,0 +1,52 @@
+"""`python -m bench` (`make bench`): measure the service and print one table.
+
+It starts a stack the way `make run` does (embedded PostgreSQL and Redis under
+.data/bench, a fresh database) unless --url points at a running one, drives it over
+HTTP with bench/loadgen.py, reads outcomes from PostgreSQL, and measures the reference
+rows (raw SQL with pgbench, a synchronous Flask service) on the same machine in the
+same run. It measures and prints; it does not pass or fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench.scenarios import Bench, Target, bench_stack
+from bench.table import render
+
+RESULTS = Path(os.environ.get("WALLET_DATA_DIR", ".data")) / "bench-results.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=30, help="load per throughput row")
+    parser.add_argument("--short", action="store_true", help="10 s rows, for a quick look")
+    parser.add_argument("--url", help="drive this running stack instead of starting one")
+    parser.add_argument("--database-url", help="its DATABASE_URL (with --url)")
+    parser.add_argument("--admin-key", help="its WALLET_ADMIN_KEY (with --url)")
+    parser.add_argument("--skip-big", action="store_true", help="skip the 1M-wallet rows")
+    parser.add_argument("--skip-reference", action="store_true", help="skip pgbench, sync Flask")
+    args = parser.parse_args(argv)
+    seconds = 10.0 if args.short else args.seconds
+
+    started = time.time()
+    with bench_stack(Target.from_args(args)) as target:
+        bench = Bench(target, seconds)
+        bench.run_service_rows(big=not args.skip_big)
+    if not args.skip_reference:
+        bench.run_reference_rows()
+    bench.results["elapsed_seconds"] = round(time.time() - started)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(bench.results, indent=2))
+    print(render(bench.results), flush=True)
+    print(f"\n(raw figures: {RESULTS})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The benchmark's own machinery is correct: counts, statuses, ids, the table.
+
+No timing is asserted here: a benchmark measures, a test checks.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from bench import loadgen
+from bench.table import render
+
+
+@pytest.fixture
+def server():
+    seen: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the service speaks
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(body)
+            status = 422 if b"bad" in body else 202
+            answer = json.dumps({"id": str(uuid.uuid4()), "status": "pending"}).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1], seen
+    httpd.shutdown()
+
+
+def request(port: int, n: int) -> bytes:
+    body = b'{"n": %d, "kind": "%s"}' % (n, b"bad" if n % 10 == 0 else b"good")
+    return loadgen.encode_post(f"127.0.0.1:{port}", "/v1/transactions/spend", "k", body, f"key-{n}")
+
+
+def test_closed_loop_counts_every_answer_and_parses_ids(server):
+    port, seen = server
+    result = loadgen.closed_loop("127.0.0.1", port, lambda n: request(port, n), 4, 0.5)
+    total = sum(result.statuses.values())
+    assert total == len(seen) > 0
+    assert result.count(202) == len(result.accepted)
+    assert result.count(422) == sum(1 for body in seen if b"bad" in body)
+    assert all(len(ids) == 1 and uuid.UUID(ids[0]) for _, ids in result.accepted)
+    assert result.finished > result.started and result.cpu_seconds >= 0
+
+
+def test_open_loop_sends_the_scheduled_number_of_requests(server):
+    port, seen = server
+    result = loadgen.open_loop("127.0.0.1", port, lambda n: request(port, n), rate=200, seconds=0.5)
+    assert sum(result.statuses.values()) == len(seen) == 100
+    sent = sorted(when for when, _ in result.accepted)
+    assert sent[-1] - sent[0] == pytest.approx(0.5, abs=0.1)  # scheduled, not as fast as possible
+
+
+def test_the_table_shows_every_row_and_ratio():
+    row = {"intake": 1000.0, "end_to_end": 900.0, "loadgen_cpu": 0.05}
+    results = {
+        "single": row,
+        "batch": {**row, "intake": 6000.0, "end_to_end": 5800.0},
+        "latency": {"rate": 450, "p50_ms": 8.0, "p99_ms": 50.0},
+        "hot_wallet": {**row, "end_to_end": 600.0},
+        "hot_treasury": {**row, "end_to_end": 880.0},
+        "big_single": {**row, "end_to_end": 850.0},
+        "big_batch": {**row, "end_to_end": 5000.0},
+        "raw_sql": {"one_per_txn": 4000.0, "hundred_per_txn": 10000.0},
+        "sync_flask": {"rate": 1200.0},
+        "memory": {"total_rss": 500, "total_pss": 400, "api_rss": 200, "workers_rss": 300},
+        "resources": {"api": 8.0, "postgres": 6.0},
+    }
+    table = render(results)
+    assert "0.23x" in table  # 900 end to end / 4,000 raw SQL
+    assert "0.75x" in table  # 900 / 1,200 sync Flask
+    assert "67% of spread" in table and "98% of spread" in table
+    assert "94% of empty" in table
+    assert "8.0 / 50.0" in table
