@@ -68,6 +68,12 @@ def validation_error(messages: Any, detail: str = "The request is not valid.") -
     return ApiError(422, "validation_error", detail, errors=flatten(messages))
 
 
+def unknown_asset(code: str) -> ApiError:
+    return ApiError(
+        422, "unknown_asset", f"There is no asset '{code}'.", errors={"asset": ["Unknown asset."]}
+    )
+
+
 def unavailable(what: str) -> ApiError:
     return ApiError(
         503,

@@ -18,7 +18,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 import settings
-from api.errors import ApiError
+from api.errors import ApiError, unknown_asset
 from api.metrics import COMMANDS_ACCEPTED
 from db import intake, reads
 from db.assets import catalog
@@ -218,12 +218,7 @@ def _command(
         )
     asset = catalog.by_code(fields["asset"])
     if asset is None:
-        raise ApiError(
-            422,
-            "unknown_asset",
-            f"There is no asset '{fields['asset']}'.",
-            errors={"asset": ["Unknown asset."]},
-        )
+        raise unknown_asset(fields["asset"])
     user_id = fields["from_user_id"] if kind is CommandType.TRANSFER else fields["user_id"]
     return intake.NewCommand(
         **common,

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-import settings
+from worker.doorbell import connect_redis
 from worker.notify import channel
 
 POLL_SECONDS = 0.25
@@ -40,12 +40,7 @@ def waiters_client() -> redis.Redis:
     if _client is None:
         with _client_lock:
             if _client is None:
-                _client = redis.Redis.from_url(
-                    settings.load().redis_url,
-                    socket_connect_timeout=1,
-                    socket_timeout=5,
-                    max_connections=MAX_WAITERS,
-                )
+                _client = connect_redis(socket_timeout=5, max_connections=MAX_WAITERS)
     return _client
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from api.auth import require
 from api.blueprint import Blueprint
-from api.errors import ApiError
+from api.errors import ApiError, unknown_asset
 from api.schemas import HistoryPageSchema, HistoryQuerySchema, WalletSchema
 from db import reads
 from db.assets import catalog
@@ -46,12 +46,7 @@ def wallet_history(
     if asset is not None:
         found = catalog.by_code(asset)
         if found is None:
-            raise ApiError(
-                422,
-                "unknown_asset",
-                f"There is no asset '{asset}'.",
-                errors={"asset": ["Unknown asset."]},
-            )
+            raise unknown_asset(asset)
         asset_id = found.id
     before = _decode_cursor(cursor) if cursor else None
     with autocommit() as conn:

@@ -29,6 +29,7 @@ from ledger.commands import (
     Spend,
     TopUp,
     Transfer,
+    WalletMovement,
 )
 from ledger.errors import LedgerError, NegativeAvailable, RejectionCode, UnbalancedPostings
 from ledger.postings import Direction, Posting, check_balanced, residual, transfer
@@ -67,6 +68,7 @@ __all__ = [
     "Transfer",
     "UnbalancedPostings",
     "Wallet",
+    "WalletMovement",
     "check_balanced",
     "is_system",
     "is_valid_user_id",

@@ -18,16 +18,14 @@ from enum import StrEnum
 from ledger.accounts import MAX_AMOUNT, REVENUE, AccountRef
 from ledger.commands import (
     REVERSIBLE,
-    Bonus,
     Capture,
     Command,
     CommandType,
     Hold,
     Release,
     Reverse,
-    Spend,
-    TopUp,
     Transfer,
+    WalletMovement,
 )
 from ledger.errors import NegativeAvailable, RejectionCode
 from ledger.postings import Posting, check_balanced, transfer
@@ -122,7 +120,7 @@ class Book:
     def _decide(self, tx_id: str, command: Command, accepted_at: datetime) -> Outcome:
         if isinstance(command, Transfer) and command.from_user_id == command.to_user_id:
             return Rejected(RejectionCode.SAME_ACCOUNT, "cannot transfer to the same wallet")
-        if isinstance(command, TopUp | Bonus | Spend | Transfer):
+        if isinstance(command, WalletMovement | Transfer):
             return self._post(command.postings(), command.subject)
         if isinstance(command, Hold):
             return self._hold(tx_id, command)

@@ -39,56 +39,58 @@ REVERSIBLE = frozenset(
 
 
 @dataclass(frozen=True)
-class TopUp:
+class WalletMovement:
+    """Money between one user's wallet and a system account, in one asset.
+
+    Top-up, bonus and spend differ only in their posting rule, and the rule is data:
+    the system account on the other side, and which way the money goes.
+    """
+
+    type: ClassVar[CommandType]
+    counterpart: ClassVar[str]
+    credits_user: ClassVar[bool]
+    user_id: str
+    asset: str
+    amount: int
+
+    @property
+    def subject(self) -> AccountRef:
+        return AccountRef(self.user_id, self.asset)
+
+    def postings(self) -> tuple[Posting, ...]:
+        system = AccountRef(self.counterpart, self.asset)
+        if self.credits_user:
+            return transfer(system, self.subject, self.amount)
+        return transfer(self.subject, system, self.amount)
+
+
+@dataclass(frozen=True)
+class TopUp(WalletMovement):
     """Currency bought with real money: @treasury -> user."""
 
     type: ClassVar[CommandType] = CommandType.TOPUP
-    user_id: str
-    asset: str
-    amount: int
-
-    @property
-    def subject(self) -> AccountRef:
-        return AccountRef(self.user_id, self.asset)
-
-    def postings(self) -> tuple[Posting, ...]:
-        return transfer(AccountRef(TREASURY, self.asset), self.subject, self.amount)
+    counterpart: ClassVar[str] = TREASURY
+    credits_user: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
-class Bonus:
+class Bonus(WalletMovement):
     """Currency given away: @promotions -> user."""
 
     type: ClassVar[CommandType] = CommandType.BONUS
-    user_id: str
-    asset: str
-    amount: int
+    counterpart: ClassVar[str] = PROMOTIONS
+    credits_user: ClassVar[bool] = True
     reason: str | None = None
-
-    @property
-    def subject(self) -> AccountRef:
-        return AccountRef(self.user_id, self.asset)
-
-    def postings(self) -> tuple[Posting, ...]:
-        return transfer(AccountRef(PROMOTIONS, self.asset), self.subject, self.amount)
 
 
 @dataclass(frozen=True)
-class Spend:
+class Spend(WalletMovement):
     """A purchase in the game: user -> @revenue, only from available funds."""
 
     type: ClassVar[CommandType] = CommandType.SPEND
-    user_id: str
-    asset: str
-    amount: int
+    counterpart: ClassVar[str] = REVENUE
+    credits_user: ClassVar[bool] = False
     item_id: str | None = None
-
-    @property
-    def subject(self) -> AccountRef:
-        return AccountRef(self.user_id, self.asset)
-
-    def postings(self) -> tuple[Posting, ...]:
-        return transfer(self.subject, AccountRef(REVENUE, self.asset), self.amount)
 
 
 @dataclass(frozen=True)

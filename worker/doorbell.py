@@ -60,13 +60,13 @@ def redis_client() -> redis.Redis:
     if _client is None:
         with _lock:
             if _client is None:
-                _client = redis.Redis.from_url(
-                    settings.load().redis_url,
-                    socket_connect_timeout=1,
-                    socket_timeout=2,
-                    health_check_interval=30,
-                )
+                _client = connect_redis(socket_timeout=2, health_check_interval=30)
     return _client
+
+
+def connect_redis(**options: Any) -> redis.Redis:
+    """A Redis client for REDIS_URL that fails fast when Redis does not answer."""
+    return redis.Redis.from_url(settings.load().redis_url, socket_connect_timeout=1, **options)
 
 
 def ring(partition: int, force: bool = False) -> bool:
