@@ -334,9 +334,10 @@ class Bench:
                 }
                 for u in users[start : start + 1000]
             ]
+            body: dict[str, Any] = {"commands": commands}
             response = requests.post(
                 f"{self.target.base_url}/v1/transactions/batch",
-                json={"commands": commands},
+                json=body,
                 headers=headers,
                 timeout=60,
             )
