@@ -102,6 +102,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(RedisError, lambda e: problem_response(unavailable("broker")))
     # A value PostgreSQL refuses to store (out of range, malformed): the request's fault.
     app.register_error_handler(DataError, _unstorable)
+    app.register_error_handler(UnicodeEncodeError, _unstorable)
     app.register_error_handler(Exception, _unexpected)
 
 

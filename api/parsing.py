@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, NoReturn
 
 import flask
@@ -27,18 +28,31 @@ def load_json(data: bytes) -> Any:
         body = json.loads(data, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}") from None
-    if b"\\u0000" in data and _has_nul(body):
-        raise validation_error({"_body": ["Strings may not contain the NUL character (\\u0000)."]})
+    if UNSTORABLE_ESCAPE.search(data) and _has_unstorable(body):
+        raise validation_error(
+            {"_body": ["Strings may not contain NUL (\\u0000) or unpaired surrogates."]}
+        )
     return body
 
 
-def _has_nul(value: Any) -> bool:
+# The only ways a JSON string can hold what PostgreSQL's text and UTF-8 refuse: the NUL
+# character, and a surrogate (\\ud800-\\udfff) that does not pair with another.
+UNSTORABLE_ESCAPE = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
+
+
+def _has_unstorable(value: Any) -> bool:
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(_has_unstorable(k) or _has_unstorable(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(_has_unstorable(v) for v in value)
     return False
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, text
 
-from db.engine import get_engine
+from db.engine import autocommit_connection, get_engine
 
 # pg_advisory_xact_lock(namespace, partition): one drain per partition at a time, so
 # commands of a partition are applied strictly in acceptance order, even if two
 # workers were ever to consume the same queue.
 DRAIN_LOCK_NAMESPACE = 0x57414C
+CHAIN_LOCK_NAMESPACE = 0x57414D
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,52 @@ class BatchWrite:
     reversals: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
 
 
+class ChainLock:
+    """At most one drain chain per partition, across every worker: a session-level
+    advisory lock, held on a connection of its own for as long as the chain runs.
+
+    A drain that cannot take it exits at once: the chain that holds it holds the
+    partition's doorbell flag too, and sees every command rung for. (The transaction
+    lock below still serialises batches; this only keeps extra chains, which forced
+    rings would start, from piling up behind it.)
+    """
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.held = False
+        self._conn: Connection | None = None
+
+    def acquire(self) -> bool:
+        if self._conn is None:
+            self._conn = autocommit_connection()
+        self.held = bool(
+            self._conn.execute(
+                text("SELECT pg_try_advisory_lock(:ns, :p)"),
+                {"ns": CHAIN_LOCK_NAMESPACE, "p": self.partition},
+            ).scalar()
+        )
+        return self.held
+
+    def release(self) -> None:
+        if self.held and self._conn is not None:
+            self._conn.execute(
+                text("SELECT pg_advisory_unlock(:ns, :p)"),
+                {"ns": CHAIN_LOCK_NAMESPACE, "p": self.partition},
+            )
+            self.held = False
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        try:
+            self.release()
+            self._conn.close()
+        except Exception:
+            # Unsure whether the lock is gone: a closed socket surely ends the session.
+            self._conn.invalidate()
+        self._conn = None
+
+
 def lock_partition(conn: Connection, partition: int) -> None:
     conn.execute(
         text("SELECT pg_advisory_xact_lock(:ns, :p)"), {"ns": DRAIN_LOCK_NAMESPACE, "p": partition}
@@ -70,15 +117,18 @@ def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[R
 PENDING = (
     "SELECT t.id, t.seq, t.client_id, t.type, t.user_id, t.to_user_id, t.asset_id, "
     "t.amount, t.reference_id, t.expires_at, t.reason, t.item_id, t.callback_url, "
-    # The partition test sits in FILTER, not WHERE: a WHERE on partition would
-    # let the planner use the partition index for these lookups (0004).
+    # `(partition <> :p) IS TRUE`, not `partition <> :p`: IS TRUE is not strict, so it
+    # does not imply `partition IS NOT NULL` and cannot let the planner use the
+    # partition index for these lookups (0004). ORDER BY seq LIMIT 1 on the lookup's
+    # own index stops at the first foreign row: a busy payee costs one index step, not
+    # its whole backlog.
     "t.created_at, LEAST("
-    "  (SELECT min(f.seq) FILTER (WHERE f.partition <> :p) FROM transactions f "
-    "   WHERE f.to_user_id = t.user_id AND f.status = 'pending'), "
-    "  (SELECT min(f.seq) FILTER (WHERE f.partition <> :p) FROM transactions f "
-    "   WHERE f.user_id = t.to_user_id AND f.status = 'pending'), "
-    "  (SELECT min(f.seq) FILTER (WHERE f.partition <> :p) FROM transactions f "
-    "   WHERE f.to_user_id = t.to_user_id AND f.status = 'pending')"
+    "  (SELECT f.seq FROM transactions f WHERE f.to_user_id = t.user_id "
+    "   AND f.status = 'pending' AND (f.partition <> :p) IS TRUE ORDER BY f.seq LIMIT 1), "
+    "  (SELECT f.seq FROM transactions f WHERE f.user_id = t.to_user_id "
+    "   AND f.status = 'pending' AND (f.partition <> :p) IS TRUE ORDER BY f.seq LIMIT 1), "
+    "  (SELECT f.seq FROM transactions f WHERE f.to_user_id = t.to_user_id "
+    "   AND f.status = 'pending' AND (f.partition <> :p) IS TRUE ORDER BY f.seq LIMIT 1)"
     ") AS foreign_seq "
     "FROM transactions t WHERE t.partition = :p AND t.status = 'pending' "
     # NO KEY UPDATE: an intake inserting a capture of this hold takes KEY SHARE
@@ -331,21 +381,27 @@ def reject_alone(conn: Connection, tx_id: uuid.UUID, code: str, message: str) ->
             "UPDATE transactions SET status = 'rejected', error_code = :code, "
             "error_message = :message, completed_at = now() "
             "WHERE id = :id AND status = 'pending' "
-            "RETURNING id, type, client_id, callback_url, created_at"
+            "RETURNING id, type, client_id, callback_url, created_at, user_id, to_user_id"
         ),
         {"id": tx_id, "code": code, "message": message},
     ).first()
 
 
-def partitions_to_sweep(conn: Connection, pending_for_seconds: float) -> list[int]:
-    """Partitions with a command pending for too long, or a hold whose time ran out."""
+def partitions_to_sweep(conn: Connection, pending_for_seconds: float, partitions: int) -> list[int]:
+    """Partitions with a command pending for too long, or a hold whose time ran out.
+
+    Each partition's oldest pending command is one index step, so a sweep costs the
+    same with ten pending commands or a hundred thousand.
+    """
     rows = conn.execute(
         text(
-            "SELECT DISTINCT partition FROM transactions WHERE status = 'pending' "
-            "AND partition >= 0 AND created_at < now() - make_interval(secs => :s) "
+            "SELECT p.partition FROM generate_series(0, :n - 1) AS p(partition) "
+            "WHERE (SELECT t.created_at FROM transactions t "
+            "       WHERE t.partition = p.partition AND t.status = 'pending' "
+            "       ORDER BY t.seq LIMIT 1) < now() - make_interval(secs => :s) "
             "UNION SELECT DISTINCT partition FROM transactions "
             "WHERE hold_status = 'active' AND expires_at <= now()"
         ),
-        {"s": pending_for_seconds},
+        {"s": pending_for_seconds, "n": partitions},
     ).all()
     return sorted(r.partition for r in rows)

@@ -43,31 +43,43 @@ def get_engine() -> Engine:
     if _engine is None:
         with _lock:
             if _engine is None:
-                _engine = _create()
+                _engine = _create(pool_size=8)
                 # Intake and reads are single statements, or reads of rows written
                 # atomically: connections that are in autocommit from birth, with no
                 # BEGIN, COMMIT or reset-on-return round trips around them.
                 _autocommit_engine = _create(
-                    isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+                    pool_size=16, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
                 )
                 _sessions = sessionmaker(_engine, expire_on_commit=False)
     return _engine
 
 
-def _create(**options: Any) -> Engine:
+def _create(pool_size: int, **options: Any) -> Engine:
+    # Sized so that every process of the stack together stays under the server's
+    # max_connections (300): the API's two pools serve its threads, a worker's serve
+    # its partitions. WALLET_DB_POOL_SIZE overrides both.
+    size = int(os.environ.get("WALLET_DB_POOL_SIZE", str(pool_size)))
     return create_engine(
         sqlalchemy_url(settings.load().database_url),
-        # Sized for the API's request threads: a connection closed on check-in (the
-        # overflow) is a connection opened again for the next request.
-        pool_size=int(os.environ.get("WALLET_DB_POOL_SIZE", "16")),
-        max_overflow=int(os.environ.get("WALLET_DB_POOL_OVERFLOW", "16")),
-        # No pre-ping: it costs a round trip per checkout. A connection that died under
-        # us fails one request (503, retried by the client with the same key) and
-        # SQLAlchemy then invalidates the whole pool.
+        pool_size=size,
+        max_overflow=size,
+        # A pre-ping costs a round trip per checkout: the API turns it off on its hot
+        # path (gunicorn.conf.py), where a dead connection fails its requests with 503
+        # and the pool is then invalidated; workers keep it, their connections idle.
+        pool_pre_ping=os.environ.get("WALLET_DB_PRE_PING", "1") == "1",
         pool_recycle=1800,
         pool_timeout=5,
-        # A stuck statement must not hang a request or a drain for ever.
-        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=30000"},
+        connect_args={
+            "connect_timeout": 5,
+            # A stuck statement must not hang a request or a drain for ever,
+            "options": "-c statement_timeout=30000",
+            # nor a peer that vanished without closing the connection.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 15000,
+        },
         **options,
     )
 
@@ -96,6 +108,13 @@ def autocommit() -> Iterator[Connection]:
     assert _autocommit_engine is not None
     with _autocommit_engine.connect() as connection:
         yield connection
+
+
+def autocommit_connection() -> Connection:
+    """A connection of the autocommit pool that the caller holds, then closes."""
+    get_engine()
+    assert _autocommit_engine is not None
+    return _autocommit_engine.connect()
 
 
 def reset_engine() -> None:

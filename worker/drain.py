@@ -19,6 +19,7 @@ from sqlalchemy import Row
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+import settings
 from db import batch as store
 from db import callbacks as outbox
 from db.assets import catalog
@@ -172,14 +173,26 @@ def apply_batch(partition: int, limit: int, expire_holds: bool = True) -> BatchR
         raise
     except Exception as error:
         raise BatchFailed([row.id for row in rows], error) from error
-    # Committed: wake every other partition whose commands wait on the wallets this
-    # batch changed or left waiting. Found from the database after the commit, so a
-    # command that arrives later sees this batch's effects and does not need waking.
-    if result.wallets:
-        with autocommit() as conn:
-            waiting = store.foreign_pending(conn, partition, result.wallets)
-        result.ring |= {row.partition for row in waiting}
+    result.ring |= waiting_partitions(partition, result.wallets)
     return result
+
+
+def waiting_partitions(partition: int, wallets: set[str]) -> set[int]:
+    """After a commit: the other partitions whose commands wait on these wallets.
+
+    Asked of the database after the commit, so a command that arrives later sees this
+    batch's effects and needs no waking. If the question cannot be asked (the database
+    went away just after the commit), every other partition is rung instead: a ring
+    costs little, a waiting command left to the sweeper costs seconds.
+    """
+    if not wallets:
+        return set()
+    try:
+        with autocommit() as conn:
+            return {row.partition for row in store.foreign_pending(conn, partition, wallets)}
+    except INFRASTRUCTURE_ERRORS as error:
+        log.warning("wake-up query of partition %s failed, ringing all: %r", partition, error)
+        return set(range(settings.load().partitions)) - {partition}
 
 
 def _apply(
@@ -238,7 +251,10 @@ def _apply(
         # on rings this one again once it has applied what was in the way.
         full=len(rows) == limit and not waiting_wallets,
         callbacks=callbacks,
-        wallets={account.owner for account in book.changed_wallets} | waiting_wallets,
+        # Every finished command's wallets, not only changed ones: a command waiting on
+        # a transfer that was rejected must be woken as surely as one whose transfer
+        # completed.
+        wallets={w for row in ready for w in _wallets(row)} | waiting_wallets,
     )
 
 
@@ -421,4 +437,5 @@ def _reject_poison(partition: int, tx_id: uuid.UUID, error: BaseException) -> Ba
         ],
         full=True,
         callbacks=callbacks,
+        ring=waiting_partitions(partition, _wallets(row)),
     )

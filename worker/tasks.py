@@ -46,12 +46,16 @@ GATHER_SECONDS = float(os.environ.get("WALLET_DRAIN_GATHER_MS", "3")) / 1000
 def apply_partition(partition: int) -> None:
     """Drain one partition. The message is only a doorbell; PostgreSQL holds the work.
 
-    The drain holds the partition's doorbell flag while it runs (see worker.doorbell):
-    it drains, lingers briefly for a ring when there is nothing left, and releases the
-    flag only after a last batch has found nothing, so that no ring is ever lost.
+    One drain chain per partition at a time (a session lock): a second one exits at
+    once. The chain holds the partition's doorbell flag while it runs (worker.doorbell):
+    it drains, lingers briefly for a ring when nothing is left, and lets go only after a
+    last batch has found nothing, so that no ring is ever lost.
     """
-    deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
+    chain = store.ChainLock(partition)
     try:
+        if not chain.acquire():
+            return  # the running chain holds the flag and sees every rung command
+        deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
         while True:
             result = drain(
                 partition,
@@ -60,8 +64,9 @@ def apply_partition(partition: int) -> None:
                 on_batch=_after_commit,
             )
             if result.more or time.monotonic() >= deadline:
-                # Give the worker back to its other queues; a drain stays queued.
+                # Give the worker thread back; the next chain is queued and keeps the flag.
                 doorbell.hold(partition)
+                chain.release()
                 doorbell.ring(partition, force=True)
                 return
             if doorbell.wait_for_bell(partition, LINGER_SECONDS):
@@ -69,6 +74,9 @@ def apply_partition(partition: int) -> None:
                 # transaction (one WAL flush) applies several of them.
                 time.sleep(GATHER_SECONDS)
                 continue
+            # The chain lock goes before the flag: from the moment a ring can enqueue a
+            # new drain, that drain must be able to run.
+            chain.release()
             doorbell.release(partition)
             last = drain(
                 partition,
@@ -76,12 +84,19 @@ def apply_partition(partition: int) -> None:
                 budget_seconds=0.1,
                 on_batch=_after_commit,
             )
-            if not (last.finished or last.more) or not doorbell.claim(partition):
+            if not (last.finished or last.more):
                 return
-    except OperationalError as error:
-        # The database is unreachable: the commands stay pending, the sweeper rings again.
+            if not doorbell.claim(partition) or not chain.acquire():
+                return  # a ring came first: its drain carries on
+    except Exception as error:
+        # Never leave the flag behind a failed chain: rings would only push bells.
         doorbell.release(partition)
-        log.warning("partition %s not drained: database unavailable: %s", partition, error)
+        if isinstance(error, OperationalError):
+            log.warning("partition %s not drained: database unavailable: %s", partition, error)
+        else:
+            log.exception("partition %s: the drain failed", partition)
+    finally:
+        chain.close()
 
 
 @app.task(name="wallet.deliver_callback", ignore_result=True)
@@ -95,11 +110,10 @@ def sweep() -> list[int]:
     """Ring every partition with a command pending too long or a hold that ran out, and
     enqueue every callback whose next attempt is due."""
     with connect() as conn:
-        partitions = store.partitions_to_sweep(conn, SETTINGS.sweep_after_seconds)
+        partitions = store.partitions_to_sweep(
+            conn, SETTINGS.sweep_after_seconds, SETTINGS.partitions
+        )
         due = outbox.due(conn, 500)
-    for partition in partitions:
-        if partition >= SETTINGS.partitions:
-            log.error("pending commands in partition %s, beyond WALLET_PARTITIONS", partition)
     doorbell.ring_many(_not_swept_recently(partitions), force=True)
     _enqueue_callbacks(due)
     return partitions

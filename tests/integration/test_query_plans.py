@@ -70,9 +70,11 @@ def test_pending_lookups_use_their_own_indexes_with_a_backlog_and_stale_statisti
             "transactions_pending_by_payee",
             "transactions_pending_by_user",
         }, scans
-        assert not any(
-            node["Node Type"] == "Seq Scan"
-            for node in plan_nodes(store.PENDING, {"p": 0, "n": 500})
-        )
+        nodes = plan_nodes(store.PENDING, {"p": 0, "n": 500})
+        assert not any(node["Node Type"] == "Seq Scan" for node in nodes)
+        # Each lookup stops at its first row (a Limit over its index scan): a busy
+        # payee's backlog must not be read once per command of the batch.
+        subplans = [n for n in nodes if n.get("Parent Relationship") == "SubPlan"]
+        assert len(subplans) == 3 and all(n["Node Type"] == "Limit" for n in subplans)
     finally:
         drain_all()
