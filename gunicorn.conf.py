@@ -10,9 +10,6 @@ about a third as many commands per second on the same machine (see the README).
 
 import os
 
-# The API's hot path does without pre-ping on pooled connections (see db/engine.py).
-os.environ.setdefault("WALLET_DB_PRE_PING", "0")
-
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
