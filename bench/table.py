@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.scenarios import SINGLE_CLIENTS
+
 
 def render(r: dict[str, Any]) -> str:
     raw_one = (r.get("raw_sql") or {}).get("one_per_txn")
@@ -16,7 +18,7 @@ def render(r: dict[str, Any]) -> str:
         rows.append((label, _n(value), _ratio(value, vs_raw), _ratio(value, sync)))
 
     single, batch = r["single"], r["batch"]
-    rate(f"single, intake (202/s, {_clients(single)} clients)", single["intake"])
+    rate(f"single, intake (202/s, {SINGLE_CLIENTS} clients)", single["intake"])
     rate("single, end to end (commands/s)", single["end_to_end"])
     rate("batch of 100, intake (commands/s)", batch["intake"], raw_hundred)
     rate("batch of 100, end to end (commands/s)", batch["end_to_end"], raw_hundred)
@@ -94,14 +96,14 @@ def render(r: dict[str, Any]) -> str:
 
     header = ("", "value", "vs raw SQL", "vs sync Flask")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-    line = "+".join("-" * (w + 2) for w in widths)
+    line = "-+-".join("-" * w for w in widths)
     out = [_row(header, widths), line]
     out += [_row(row, widths) for row in rows]
     return "\n".join(out)
 
 
 def _row(cells: tuple[str, ...], widths: list[int]) -> str:
-    return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+    return " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)).rstrip()
 
 
 def _n(value: float | None) -> str:
@@ -114,7 +116,3 @@ def _ratio(value: float | None, reference: float | None) -> str:
     if not value or not reference:
         return ""
     return f"{value / reference:.2f}x"
-
-
-def _clients(row: dict[str, Any]) -> int:
-    return 32
