@@ -235,16 +235,26 @@ class Bench:
         self._wait_final(self._max_seq_before(ids))
         with psycopg2.connect(self.target.database_url) as conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT id::text, extract(epoch FROM completed_at) FROM transactions "
+                "SELECT id::text, extract(epoch FROM created_at), "
+                "extract(epoch FROM completed_at) FROM transactions "
                 "WHERE id = ANY(%s::uuid[])",
                 (list(ids),),
             )
-            latencies = sorted((float(done) - ids[tx_id]) * 1000 for tx_id, done in cur.fetchall())
+            rows = [(ids[tx_id], float(created), float(done)) for tx_id, created, done in cur]
+        latencies = sorted((done - sent) * 1000 for sent, _, done in rows)
+        # Where the time goes: submit to the intake transaction's start (created_at is
+        # its now()), then from there to the drain transaction's (completed_at).
+        to_intake = sorted((created - sent) * 1000 for sent, created, _ in rows)
+        to_apply = sorted((done - created) * 1000 for _, created, done in rows)
         return {
             "rate": rate,
             "commands": len(latencies),
             "p50_ms": _percentile(latencies, 50),
             "p99_ms": _percentile(latencies, 99),
+            "intake_p50_ms": _percentile(to_intake, 50),
+            "intake_p99_ms": _percentile(to_intake, 99),
+            "apply_p50_ms": _percentile(to_apply, 50),
+            "apply_p99_ms": _percentile(to_apply, 99),
             "max_ms": latencies[-1] if latencies else None,
             "loadgen_cpu": result.cpu_seconds / result.seconds,
         }

@@ -31,6 +31,15 @@ def render(r: dict[str, Any]) -> str:
             "",
         )
     )
+    if "intake_p50_ms" in latency:
+        rows.append(
+            (
+                "  submit to intake / intake to applied, p50",
+                f"{_n(latency['intake_p50_ms'])} / {_n(latency['apply_p50_ms'])}",
+                f"p99: {_n(latency['intake_p99_ms'])} / {_n(latency['apply_p99_ms'])}",
+                "",
+            )
+        )
     hot_wallet, hot_treasury = r["hot_wallet"]["end_to_end"], r["hot_treasury"]["end_to_end"]
     rows.append(
         ("hot wallet, end to end", _n(hot_wallet), f"{hot_wallet / spread:.0%} of spread", "")
