@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.scenarios import Bench, Target, bench_stack
+from bench.scenarios import Bench, Target, bench_stack, stop_bench_servers
 from bench.table import render
 
 RESULTS = Path(os.environ.get("WALLET_DATA_DIR", ".data")) / "bench-results.json"
@@ -35,11 +35,15 @@ def main(argv: list[str] | None = None) -> int:
     seconds = 10.0 if args.short else args.seconds
 
     started = time.time()
-    with bench_stack(Target.from_args(args)) as target:
-        bench = Bench(target, seconds)
-        bench.run_service_rows(big=not args.skip_big)
-    if not args.skip_reference:
-        bench.run_reference_rows()
+    try:
+        with bench_stack(Target.from_args(args)) as target:
+            bench = Bench(target, seconds)
+            bench.run_service_rows(big=not args.skip_big)
+        if not args.skip_reference:
+            bench.run_reference_rows()
+    finally:
+        if not args.url:
+            stop_bench_servers()  # make bench leaves nothing running behind it
     bench.results["elapsed_seconds"] = round(time.time() - started)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(bench.results, indent=2))

@@ -65,6 +65,19 @@ class Target:
         return cls()
 
 
+BENCH_DATA = ROOT / ".data" / "bench"
+
+
+def stop_bench_servers() -> None:
+    """Stop the embedded servers that bench_stack runs under .data/bench: the reference
+    rows use them after the stack has stopped, and nothing else does."""
+    from stack import embedded
+
+    for server in (embedded.running_postgres(BENCH_DATA), embedded.running_redis(BENCH_DATA)):
+        if server is not None:
+            server.stop()
+
+
 @contextmanager
 def bench_stack(target: Target) -> Iterator[Target]:
     """The given stack, or one started like `make run` on servers of its own."""
@@ -73,7 +86,7 @@ def bench_stack(target: Target) -> Iterator[Target]:
         return
     from stack import embedded
 
-    data = ROOT / ".data" / "bench"
+    data = BENCH_DATA
     postgres = embedded.start_postgres(data)
     redis_server = embedded.start_redis(data)
     database = postgres.url("wallet_bench")
