@@ -12,10 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -31,6 +28,7 @@ import psycopg2
 import requests
 
 from bench import loadgen
+from stack import launch
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = 10_000
@@ -92,7 +90,7 @@ def bench_stack(target: Target) -> Iterator[Target]:
     database = postgres.url("wallet_bench")
     embedded.drop_database(database)
     embedded.ensure_database(database)
-    port, flower_port = _free_port(), _free_port()
+    port, flower_port = launch.any_free_port(), launch.any_free_port()
     target = Target(f"http://127.0.0.1:{port}", database, "wk_admin_bench_" + uuid.uuid4().hex)
     env = {
         **os.environ,
@@ -105,26 +103,24 @@ def bench_stack(target: Target) -> Iterator[Target]:
         "WALLET_DATA_DIR": str(data / "stack"),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log = (data / "stack.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stack", "run"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log = data / "stack.log"
+    process = launch.start(env, log)
     target.stack_pid = process.pid
     try:
-        _wait_ready(target, process)
+        launch.wait_ready(
+            process,
+            lambda: requests.get(f"{target.base_url}/readyz", timeout=5).status_code == 200,
+            log,
+            timeout=180,
+            interval=0.5,
+        )
+    except launch.StackNotReady as error:
+        launch.stop(process)
+        raise SystemExit(f"{error}\n(the whole log: {log})") from None
+    try:
         yield target
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+        launch.stop(process)
 
 
 @dataclass
@@ -379,7 +375,7 @@ class Bench:
         self._say(
             f"synchronous Flask, the seeds' design ({SINGLE_CLIENTS} clients, {seconds:.0f} s)"
         )
-        port = _free_port()
+        port = launch.any_free_port()
         reference.setup_reference_schema(url)
         try:
             with reference.sync_reference_server(url, port):
@@ -502,23 +498,3 @@ def _percentile(values: list[float], p: float) -> float | None:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_ready(target: Target, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the stack exited ({process.returncode}); see .data/bench/stack.log")
-        try:
-            if requests.get(f"{target.base_url}/readyz", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise SystemExit("the stack did not become ready; see .data/bench/stack.log")

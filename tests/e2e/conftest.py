@@ -7,11 +7,7 @@ the tests can FLUSHALL, and its workers are real processes the tests can SIGKILL
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,15 +16,13 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
-import requests
 from sqlalchemy.engine import make_url
 
-from stack import embedded
+from stack import embedded, launch
 from tests.conftest import Servers
 from tests.e2e.client import Api
 from tests.e2e.tcp_proxy import ProxyProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
 
 
@@ -96,7 +90,7 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     proxy = ProxyProcess(target.host or "127.0.0.1", target.port or 5432)
     data_dir = tmp_path_factory.mktemp("stack")
     admin_key = f"wk_admin_e2e_{uuid.uuid4().hex}"
-    port, flower_port = _free_port(), _free_port()
+    port, flower_port = launch.any_free_port(), launch.any_free_port()
     flower_auth = ("flower", uuid.uuid4().hex)
     redis_url = f"{servers.redis}/2"
     env = {
@@ -115,19 +109,20 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     redis.Redis.from_url(redis_url).flushdb()
     log = data_dir / "stack.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stack", "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = launch.start(env, log)
     base_url = f"http://127.0.0.1:{port}"
     api = Api(base_url, admin_key)
     try:
-        _wait_ready(api, process, log)
+        # Ready: /readyz answers 200 and the seed's opening balances are applied.
+        launch.wait_ready(
+            process,
+            lambda: (
+                api.get("/readyz").status_code == 200
+                and api.get("/v1/wallets/bob").status_code == 200
+            ),
+            log,
+            timeout=120,
+        )
         yield Stack(
             api=api,
             process=process,
@@ -139,49 +134,9 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             log=log,
         )
     finally:
-        _stop(process)
+        launch.stop(process, timeout=30)
         proxy.close()
         embedded.drop_database(database)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_ready(
-    api: Api, process: subprocess.Popen[bytes], log: Path, timeout: float = 120
-) -> None:
-    """Ready: /readyz answers 200 and the seed's opening balances are applied."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the stack exited ({process.returncode}):\n{log.read_text()[-5000:]}"
-            )
-        try:
-            if (
-                api.get("/readyz").status_code == 200
-                and api.get("/v1/wallets/bob").status_code == 200
-            ):
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"the stack was not ready in {timeout}s:\n{log.read_text()[-5000:]}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the stack's process group, as Ctrl-C would; SIGKILL if it hangs."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture
