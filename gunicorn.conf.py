@@ -12,7 +12,9 @@ import os
 
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+# gthread, with problem+json for the errors gunicorn answers itself and 100 Continue
+# sent only when the application reads the body (api/server.py).
+worker_class = "api.server.ThreadWorker"
 threads = int(os.environ.get("GUNICORN_THREADS", "256"))
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 timeout = 60

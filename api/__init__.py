@@ -9,9 +9,8 @@ from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
 from api import admin, assets, errors, ops, transactions, wallets
+from api.edge import MAX_BODY_BYTES, HttpEdge
 from api.schemas import ProblemSchema
-
-MAX_BODY_BYTES = 1024 * 1024
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -57,4 +56,5 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     # After Api(app): our handlers replace flask-smorest's JSON error handler.
     errors.register(app)
+    app.wsgi_app = HttpEdge(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -25,8 +25,15 @@ from db.engine import connect
 
 F = TypeVar("F", bound=Callable[..., Any])
 CACHE_SECONDS = 30.0
+# An unknown key is remembered as unknown for a few seconds, so that a flood of bad
+# keys costs no database query each. Keys are random: a key created meanwhile cannot
+# have been tried before it existed, so this never refuses a valid key.
+UNKNOWN_CACHE_SECONDS = 5.0
+# Bounded: a client inventing a new key per request must not grow memory without end.
+UNKNOWN_CACHE_ENTRIES = 10_000
 
 _cache: dict[str, tuple[Client, float]] = {}
+_unknown: dict[str, float] = {}
 _cache_lock = threading.Lock()
 
 
@@ -67,8 +74,10 @@ def authenticate(authorization: str) -> Client:
     admin_key = settings.load().admin_key
     if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
         return _cached("bootstrap", lambda: _bootstrap())
-    client = _cached(hash_key(key), lambda: _by_hash(hash_key(key)))
+    digest = hash_key(key)
+    client = None if _known_unknown(digest) else _cached(digest, lambda: _by_hash(digest))
     if client is None:
+        _remember_unknown(digest)
         raise ApiError(
             401,
             "unauthorized",
@@ -89,6 +98,18 @@ def _cached(key: str, load: Callable[[], Client | None]) -> Any:
         with _cache_lock:
             _cache[key] = (client, now + CACHE_SECONDS)
     return client
+
+
+def _known_unknown(key_hash: str) -> bool:
+    until = _unknown.get(key_hash)
+    return until is not None and until > time.monotonic()
+
+
+def _remember_unknown(key_hash: str) -> None:
+    with _cache_lock:
+        if len(_unknown) >= UNKNOWN_CACHE_ENTRIES:
+            _unknown.clear()
+        _unknown[key_hash] = time.monotonic() + UNKNOWN_CACHE_SECONDS
 
 
 def _by_hash(key_hash: str) -> Client | None:
@@ -112,3 +133,4 @@ def _bootstrap() -> Client:
 def clear_cache() -> None:
     with _cache_lock:
         _cache.clear()
+        _unknown.clear()

@@ -83,8 +83,13 @@ def unavailable(what: str) -> ApiError:
     )
 
 
+def problem_body(error: ApiError) -> bytes:
+    """The problem+json document of an error, as sent (one line, ending in a newline)."""
+    return (json.dumps(error.problem()) + "\n").encode("utf-8")
+
+
 def problem_response(error: ApiError) -> Response:
-    response = Response(json.dumps(error.problem()), error.status, mimetype=PROBLEM_JSON)
+    response = Response(problem_body(error), error.status, mimetype=PROBLEM_JSON)
     for name, value in error.headers.items():
         response.headers[name] = value
     return response

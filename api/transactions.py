@@ -49,8 +49,9 @@ SCOPE = {CommandType.REVERSE: "admin"}
 ITEM_SCHEMAS = {kind: schema() for kind, schema in COMMAND_SCHEMAS.items()}
 
 
-def idempotency_key(value: str | None) -> str:
-    if value is None or not IDEMPOTENCY_KEY.fullmatch(value):
+def idempotency_key(value: object) -> str:
+    """The key of a request (a header, or a batch item's field), or 400."""
+    if not isinstance(value, str) or not IDEMPOTENCY_KEY.fullmatch(value):
         raise ApiError(
             400,
             "idempotency_key_missing",
