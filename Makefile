@@ -38,6 +38,7 @@ run: install
 	$(PY) -m stack run
 
 test: install
+	@scripts/install-test-tools
 	$(PY) -m pytest $(ARGS)
 
 test-unit: install
