@@ -153,6 +153,10 @@ def _stack() -> Iterator[Stack]:
         # reads the same values here as in every child, and the defaults are made explicit.
         os.environ.update(ensure_secrets(data_dir))
         os.environ.update(_process_environment(data_dir))
+        # settings.load() caches what it first read, and run() reads it before the
+        # embedded URLs and the secrets above were set: read the environment afresh, or
+        # the banner shows the default ports and empty secrets.
+        settings.load.cache_clear()
         config = settings.load()
         os.environ.update(
             WALLET_PARTITIONS=str(config.partitions),
