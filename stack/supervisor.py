@@ -36,6 +36,12 @@ MAX_RESTART_DELAY = 10.0
 # A child that ran this long before exiting is restarted after MIN_RESTART_DELAY again.
 STABLE_AFTER = 10.0
 TICK = 0.1
+# Stop requests this close to the first are the same request. `kill -TERM -- -<pgid>` of
+# `make run` (the README's stop) reaches us directly and, a fraction of a millisecond
+# later, once more through make, which passes a SIGTERM on to its child. Only a request
+# this long after the first (Ctrl-C pressed again while the stop takes its time) means
+# "SIGKILL now".
+REPEAT_AFTER = 1.0
 
 
 @dataclass(frozen=True)
@@ -58,8 +64,9 @@ def supervise(
 ) -> int:
     """Run `programs` until SIGINT, SIGTERM or SIGHUP, restarting any that exits.
 
-    Then stop them all (SIGTERM, SIGKILL after `stop_timeout` seconds or at a second
-    signal) and return 0. `on_ready` is called once, when `ready_check()` first holds.
+    Then stop them all (SIGTERM, SIGKILL after `stop_timeout` seconds or at a signal
+    REPEAT_AFTER seconds or more after the first) and return 0. `on_ready` is called
+    once, when `ready_check()` first holds.
     """
     output = Output(out or sys.stdout.buffer, [p.name for p in programs])
     supervisor = _Supervisor(programs, output, stop_timeout, ready_check, on_ready)
@@ -129,6 +136,20 @@ class _Stream:
     pending: bytes = b""
 
 
+@dataclass
+class _StopRequests:
+    """The stop requests received: when the first came, and whether one asked to kill."""
+
+    first_at: float | None = None
+    kill_now: bool = False
+
+    def add(self, now: float) -> None:
+        if self.first_at is None:
+            self.first_at = now
+        elif now - self.first_at >= REPEAT_AFTER:  # see REPEAT_AFTER for why not any repeat
+            self.kill_now = True
+
+
 class _Supervisor:
     def __init__(
         self,
@@ -145,13 +166,13 @@ class _Supervisor:
         self._on_ready = on_ready
         self._next_ready_check = 0.0
         self._selector = selectors.DefaultSelector()
-        self._stop_requests = 0
+        self._stop_requests = _StopRequests()
         self._stop_deadline: float | None = None
         self._killed = False
 
     def request_stop(self) -> None:
         # Called from a signal handler: only record it, the loop acts on it.
-        self._stop_requests += 1
+        self._stop_requests.add(time.monotonic())
 
     def run(self) -> None:
         for child in self._children:
@@ -219,12 +240,12 @@ class _Supervisor:
         return self._stop_deadline is not None
 
     def _handle_stop_requests(self, now: float) -> None:
-        if self._stop_requests and not self._stopping:
+        if self._stop_requests.first_at is not None and not self._stopping:
             self._output.say(f"stopping (SIGTERM, then SIGKILL after {self._stop_timeout:g} s)")
             self._stop_deadline = now + self._stop_timeout
             self._signal_all(signal.SIGTERM)
         overdue = self._stop_deadline is not None and now >= self._stop_deadline
-        if (overdue or self._stop_requests > 1) and not self._killed:
+        if (overdue or self._stop_requests.kill_now) and not self._killed:
             self._output.say("killing what is left (SIGKILL)")
             self._killed = True
             self._signal_all(signal.SIGKILL)

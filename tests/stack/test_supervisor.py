@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from stack.supervisor import Program, run_once
+from stack.supervisor import REPEAT_AFTER, Program, _StopRequests, run_once
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,13 +50,29 @@ SUPERVISOR = textwrap.dedent(
     """
 ).format(sleeper=SLEEPER, family=FAMILY, stubborn=STUBBORN)
 
+# A child whose clean stop takes a while (like a worker finishing its task), under a
+# supervisor whose grace period is long enough for it.
+SLOW = (
+    "import os, signal, sys, time;"
+    "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(3), sys.exit(0)));"
+    "print(f'pid={os.getpid()}', flush=True); time.sleep(1000)"
+)
+SLOW_SUPERVISOR = textwrap.dedent(
+    """
+    import sys
+    from stack.supervisor import Program, supervise
+
+    sys.exit(supervise([Program("slow", [sys.executable, "-c", {slow!r}])], stop_timeout=20))
+    """
+).format(slow=SLOW)
+
 
 class Supervised:
     """A supervisor process whose output lines a thread collects."""
 
-    def __init__(self) -> None:
+    def __init__(self, script: str = SUPERVISOR) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SUPERVISOR],
+            [sys.executable, "-c", script],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -86,7 +102,16 @@ class Supervised:
 
 @pytest.fixture
 def supervised() -> Iterator[Supervised]:
-    running = Supervised()
+    yield from _supervised(SUPERVISOR)
+
+
+@pytest.fixture
+def slow_to_stop() -> Iterator[Supervised]:
+    yield from _supervised(SLOW_SUPERVISOR)
+
+
+def _supervised(script: str) -> Iterator[Supervised]:
+    running = Supervised(script)
     yield running
     if running.proc.poll() is None:
         running.proc.kill()
@@ -124,6 +149,47 @@ def test_sigterm_stops_every_child_and_grandchild_and_exits_zero(
     supervised.wait_for(r"^stack +\| killing what is left")
     supervised.wait_for(r"^stack +\| all processes stopped")
     assert [pid for pid in pids if _alive(pid)] == []
+
+
+def test_stop_requests_close_together_are_one_and_a_later_one_kills() -> None:
+    together = _StopRequests()
+    together.add(100.0)
+    together.add(100.0001)  # make passing on the SIGTERM its process group got
+    together.add(100.0 + REPEAT_AFTER * 0.9)
+    assert together.first_at == 100.0
+    assert not together.kill_now
+
+    later = _StopRequests()
+    later.add(100.0)
+    later.add(100.0 + REPEAT_AFTER)  # Ctrl-C pressed again
+    assert later.kill_now
+
+
+def test_a_second_sigterm_at_once_is_the_same_clean_stop(slow_to_stop: Supervised) -> None:
+    slow_to_stop.pid_of("slow")
+
+    slow_to_stop.proc.send_signal(signal.SIGTERM)
+    slow_to_stop.wait_for(r"^stack +\| stopping")
+    slow_to_stop.proc.send_signal(signal.SIGTERM)
+
+    assert slow_to_stop.proc.wait(timeout=10) == 0
+    slow_to_stop.wait_for(r"^stack +\| all processes stopped")
+    slow_to_stop.wait_for(r"^stack +\| slow stopped \(exit code 0\)")
+    assert not [line for line in slow_to_stop.lines if "killing what is left" in line]
+
+
+def test_a_second_sigterm_a_while_later_kills_at_once(slow_to_stop: Supervised) -> None:
+    slow = slow_to_stop.pid_of("slow")
+
+    slow_to_stop.proc.send_signal(signal.SIGTERM)
+    slow_to_stop.wait_for(r"^stack +\| stopping")
+    time.sleep(REPEAT_AFTER + 0.1)
+    slow_to_stop.proc.send_signal(signal.SIGTERM)
+
+    assert slow_to_stop.proc.wait(timeout=10) == 0
+    slow_to_stop.wait_for(r"^stack +\| killing what is left \(SIGKILL\)")
+    slow_to_stop.wait_for(r"^stack +\| slow stopped \(killed by SIGKILL\)")
+    assert not _alive(slow)
 
 
 def test_children_do_not_outlive_a_supervisor_killed_with_sigkill(
