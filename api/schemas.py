@@ -8,12 +8,24 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from db.clients import callback_host
 from ledger import ASSET_CODE_PATTERN, MAX_AMOUNT, CommandType, is_valid_user_id
 
 METADATA_MAX_BYTES = 4096
 HOLD_MAX_SECONDS = 604_800
 IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
-HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+# The shape of a callback_hosts entry, for the OpenAPI document; _callback_host decides.
+HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+
+
+def _callback_host(value: str) -> None:
+    try:
+        callback_host(value)
+    except ValueError as error:
+        raise ValidationError(
+            "Must be host or host:port: a DNS name, an IPv4 address or a bracketed IPv6 "
+            f"address, and a port 1-65535. {error}"
+        ) from None
 
 
 class Amount(fields.Integer):
@@ -276,7 +288,9 @@ class ClientRequestSchema(Schema):
         validate=validate.Length(min=1),
     )
     callback_hosts = fields.List(
-        fields.String(validate=validate.Regexp(HOST, error="Must be host or host:port.")),
+        fields.String(
+            validate=[validate.Length(1, 259), _callback_host], metadata={"pattern": HOST.pattern}
+        ),
         load_default=list,
     )
 

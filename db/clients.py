@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -15,6 +17,65 @@ from sqlalchemy import Connection, Row, text
 # that its commands have an owner for idempotency like any other client's.
 BOOTSTRAP_CLIENT_ID = uuid.UUID("00000000-0000-0000-0000-000000000001")
 SCOPES = ("submit", "read", "admin")
+
+# One DNS label (RFC 1123): 1-63 letters, digits or hyphens, no hyphen at either end.
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def parse_callback_host(entry: str) -> tuple[str, int | None]:
+    """`host` or `host:port` as (canonical host, port or None); ValueError if malformed.
+
+    The host is a DNS name, an IPv4 address or a bracketed IPv6 address; the canonical
+    form is lowercase, and an IPv6 address is compressed in brackets (`[2001:db8::1]`).
+    The same grammar reads callback_hosts entries and the authority of a callback_url,
+    so what is registered and what is called are compared in one form.
+    """
+    if entry.startswith("["):
+        address, bracket, rest = entry[1:].partition("]")
+        if not bracket:
+            raise ValueError("An IPv6 address needs its closing bracket.")
+        try:
+            # Zone ids (fe80::1%eth0) name an interface of this machine, not an address.
+            if "%" in address:
+                raise ValueError(address)
+            host = f"[{ipaddress.IPv6Address(address).compressed}]"
+        except ValueError:
+            raise ValueError(f"'{address}' is not an IPv6 address.") from None
+        if rest and not rest.startswith(":"):
+            raise ValueError("Only ':port' may follow an IPv6 address.")
+        port_text = rest[1:] if rest else None
+    else:
+        name, colon, port_text_or_empty = entry.partition(":")
+        host = _host_name(name.lower())
+        port_text = port_text_or_empty if colon else None
+    if port_text is None:
+        return host, None
+    if not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"'{port_text}' is not a port (1-65535).")
+    return host, int(port_text)
+
+
+def callback_host(entry: str) -> str:
+    """A callback_hosts entry in its canonical, stored form; ValueError if malformed."""
+    host, port = parse_callback_host(entry)
+    return host if port is None else f"{host}:{port}"
+
+
+def _host_name(name: str) -> str:
+    """A lowercase DNS name or IPv4 address, as given; ValueError otherwise."""
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"'{name}' is not a host name or IPv4 address.")
+    # A name ending in a numeric label is an IPv4 address to URL parsers and resolvers,
+    # which also read shorthands like 127.1 or 0x7f.1: only a dotted quad is accepted.
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        try:
+            return str(ipaddress.IPv4Address(name))
+        except ValueError:
+            raise ValueError(f"'{name}' is not an IPv4 address.") from None
+    return name
 
 
 @dataclass(frozen=True)
@@ -55,6 +116,8 @@ def create_client(
     conn: Connection, name: str, scopes: list[str], callback_hosts: list[str]
 ) -> NewClient:
     api_key = "wk_" + secrets.token_urlsafe(32)
+    # Stored canonical, once each: what the response shows is what is matched.
+    callback_hosts = list(dict.fromkeys(callback_host(h) for h in callback_hosts))
     client = Client(
         id=uuid.uuid4(),
         name=name,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
+from db.engine import connect
 from ledger import MAX_AMOUNT
 from tests.conftest import ADMIN_KEY
 from tests.integration.conftest import ADMIN, transaction_count
@@ -198,3 +200,53 @@ def test_history_with_an_unknown_asset_is_unknown_asset(client):
     response = client.get("/v1/wallets/alice/transactions?asset=RUBIES", headers=ADMIN)
     assert response.status_code == 422
     assert response.get_json()["code"] == "unknown_asset"
+
+
+def api_client_count():
+    with connect() as conn:
+        return conn.execute(text("SELECT count(*) FROM api_clients")).scalar_one()
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["a b", "x:99999", "evil.com/path?x", "x:0", "[zz]", "", "host:", "127.1", "-x.com", 7, None],
+    ids=repr,
+)
+def test_a_malformed_callback_hosts_entry_is_422_and_creates_no_client(client, entry):
+    before = api_client_count()
+    response = client.post(
+        "/v1/admin/clients",
+        json={"name": "game", "scopes": ["submit"], "callback_hosts": ["ok.example.com", entry]},
+        headers=ADMIN,
+    )
+    assert response.status_code == 422
+    assert response.content_type == "application/problem+json"
+    problem = response.get_json()
+    assert problem["code"] == "validation_error"
+    assert list(problem["errors"]) == ["callback_hosts.1"]
+    assert api_client_count() == before
+
+
+def test_callback_hosts_are_stored_lowercase_and_canonical(client):
+    response = client.post(
+        "/v1/admin/clients",
+        json={
+            "name": "game",
+            "scopes": ["submit"],
+            "callback_hosts": [
+                "Hooks.Example.COM:8443",
+                "[2001:DB8:0::1]",
+                "hooks.example.com:8443",
+            ],
+        },
+        headers=ADMIN,
+    )
+    assert response.status_code == 201
+    canonical = ["hooks.example.com:8443", "[2001:db8::1]"]
+    assert response.get_json()["callback_hosts"] == canonical
+    with connect() as conn:
+        stored = conn.execute(
+            text("SELECT callback_hosts FROM api_clients WHERE id = :id"),
+            {"id": response.get_json()["id"]},
+        ).scalar_one()
+    assert stored == canonical
