@@ -301,7 +301,7 @@ def _check_callback(client: Client, url: str) -> None:
         raise ApiError(
             422,
             "callback_not_allowed",
-            "callback_url must be http(s), without credentials, to one of this client's "
-            f"callback_hosts: {sorted(client.callback_hosts)}.",
+            "callback_url must be an http(s) URL, without credentials, whitespace or control "
+            f"characters, to one of this client's callback_hosts: {sorted(client.callback_hosts)}.",
             errors={"callback_url": ["Not an allowed callback address."]},
         )

@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import re
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ SCOPES = ("submit", "read", "admin")
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _PORT = re.compile(r"[0-9]{1,5}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def parse_callback_host(entry: str) -> tuple[str, int | None]:
@@ -78,6 +80,12 @@ def _host_name(name: str) -> str:
     return name
 
 
+def _has_blank_or_control(url: str) -> bool:
+    """Whitespace or a control character anywhere: parsers disagree on what they mean
+    (urlsplit strips some, drops others), so such a URL is never ours to call."""
+    return any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in url)
+
+
 @dataclass(frozen=True)
 class Client:
     id: uuid.UUID
@@ -87,18 +95,31 @@ class Client:
     callback_hosts: tuple[str, ...]
 
     def allows_callback(self, url: str) -> bool:
-        """An http(s) URL without credentials whose host, or host:port, the client
-        registered. The service calls no other address, ever."""
+        """An http(s) URL without credentials, whitespace or control characters whose
+        host, or host:port, the client registered. The service calls no other address.
+
+        Checked at intake and again before every delivery. An entry `host` allows any
+        port; `host:port` allows that port only, whether the URL spells it or implies
+        it: `http://h/` connects to h:80, so a `h:80` entry allows it (and `https://h/`
+        needs `h:443`). Entries are matched in canonical form, IPv6 included.
+        """
+        if _has_blank_or_control(url):
+            return False
         try:
             parts = urlsplit(url)
-            port = parts.port
+            host, port = parse_callback_host(parts.netloc)  # no '@': credentials refused
         except ValueError:
             return False
-        host = (parts.hostname or "").lower()
-        if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
+        if parts.scheme not in _DEFAULT_PORTS:
             return False
-        allowed = {h.lower() for h in self.callback_hosts}
-        return host in allowed or (port is not None and f"{host}:{port}" in allowed)
+        allowed = set()
+        for entry in self.callback_hosts:
+            try:
+                allowed.add(parse_callback_host(entry))
+            except ValueError:
+                continue  # a row from before entries were checked: it allows nothing
+        effective_port = port if port is not None else _DEFAULT_PORTS[parts.scheme]
+        return (host, None) in allowed or (host, effective_port) in allowed
 
 
 @dataclass(frozen=True)

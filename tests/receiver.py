@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,7 @@ class Received:
 class Receiver:
     answers: list[Any] = field(default_factory=lambda: [200])
     port: int = 0
+    address: str = "127.0.0.1"  # or "::1": an IPv6 receiver
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -35,7 +37,8 @@ class Receiver:
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{address}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -63,7 +66,8 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server_class = _IPv6Server if ":" in self.address else ThreadingHTTPServer
+        self._server = server_class((self.address, self.port), Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
@@ -77,6 +81,10 @@ class Receiver:
         with self._lock:
             self._arrived.wait_for(lambda: len(self.received) >= count, timeout)
             return list(self.received)
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def valid_signature(secret: str, request: Received) -> bool:

@@ -63,7 +63,7 @@ def deliver(delivery_id: uuid.UUID) -> str:
         return "skipped"
     if not client.allows_callback(delivery.url):
         _finish(
-            delivery, None, "the host is no longer in the client's callback_hosts", 0, final=True
+            delivery, None, "the URL is not allowed by the client's callback_hosts", 0, final=True
         )
         return "failed"
     timestamp = str(int(time.time()))

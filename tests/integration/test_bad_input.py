@@ -250,3 +250,58 @@ def test_callback_hosts_are_stored_lowercase_and_canonical(client):
             {"id": response.get_json()["id"]},
         ).scalar_one()
     assert stored == canonical
+
+
+@pytest.fixture
+def hooked(client):
+    """A client whose callbacks may go to hooks.example.com (any port)."""
+    created = client.post(
+        "/v1/admin/clients",
+        json={"name": "hooked", "scopes": ["submit"], "callback_hosts": ["hooks.example.com"]},
+        headers=ADMIN,
+    )
+    assert created.status_code == 201
+    return {"Authorization": f"Bearer {created.get_json()['api_key']}"}
+
+
+UNDELIVERABLE = [
+    " http://hooks.example.com/x",
+    "http://hooks.example.com/x ",
+    "http://hooks.example.com/a b",
+    "http://hooks.example.com/x\t",
+    "http://hooks.example.com/\x01",
+    "http://hooks.example.com/\x7f",
+    "http://hooks.exa\nmple.com/",
+    "http://hooks.example.com:99999/",
+    "http://hooks.example.com:0/",
+    "http://[hooks.example.com]/",
+    "http:///x",
+]
+
+
+@pytest.mark.parametrize("url", UNDELIVERABLE, ids=repr)
+def test_an_undeliverable_callback_url_is_422_callback_not_allowed(client, unchanged, hooked, url):
+    single = client.post(
+        "/v1/transactions/topup",
+        json=_with(callback_url=url),
+        headers={**hooked, "Idempotency-Key": "k"},
+    )
+    assert single.status_code == 422
+    assert single.content_type == "application/problem+json"
+    assert single.get_json()["code"] == "callback_not_allowed"
+    batch = client.post(
+        "/v1/transactions/batch",
+        json={"commands": [{"type": "topup", "idempotency_key": "b", **_with(callback_url=url)}]},
+        headers=hooked,
+    )
+    (result,) = batch.get_json()["results"]
+    assert result["status"] == 422 and result["code"] == "callback_not_allowed"
+
+
+def test_a_deliverable_callback_url_is_accepted(client, hooked):
+    response = client.post(
+        "/v1/transactions/topup",
+        json=_with(callback_url="https://Hooks.Example.com:8443/wallet?x=1"),
+        headers={**hooked, "Idempotency-Key": "k"},
+    )
+    assert response.status_code == 202

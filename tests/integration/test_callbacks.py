@@ -153,3 +153,28 @@ def test_the_signature_is_hmac_sha256_of_timestamp_dot_body():
 
 def test_unknown_delivery_is_skipped():
     assert callbacks.deliver(uuid.uuid4()) == "skipped"
+
+
+def test_a_callback_to_a_registered_ipv6_host_port_is_accepted_and_delivered(rings):
+    server = Receiver(address="::1")
+    try:
+        assert server.url == f"http://[::1]:{server.port}/hooks/wallet"
+        with connect() as conn:
+            client = create_client(conn, "v6", ["submit", "read"], [server.host]).client
+        tx_id = submit_with_callback(client, server)
+        drain_all()
+        assert callbacks.deliver(delivery_of(tx_id).id) == "delivered"
+        (request,) = server.received
+        assert valid_signature(client.webhook_secret, request)
+    finally:
+        server.stop()
+
+
+def test_a_callback_url_of_any_port_on_a_registered_ipv6_host_is_accepted(rings):
+    with connect() as conn:
+        client = create_client(conn, "v6-any", ["submit"], ["[::1]"]).client
+    for url in ("http://[::1]:9/hook", "https://[0:0::1]/hook"):
+        fields = {"user_id": unique(), "asset": "GOLD_COINS", "amount": 1, "callback_url": url}
+        accepted = intake.submit(client, intake.Submission(CommandType.TOPUP, unique("k"), fields))
+        assert accepted.created and accepted.resource["callback_url"] == url
+    drain_all()
