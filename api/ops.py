@@ -59,6 +59,7 @@ def _check_broker() -> str:
 
 
 def _json(body: dict[str, Any]) -> str:
+    """A JSON body ended by a newline, as jsonify writes them."""
     import json
 
-    return json.dumps(body)
+    return json.dumps(body) + "\n"

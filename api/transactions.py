@@ -81,7 +81,7 @@ def respond(accepted: intake.Accepted) -> Response:
     if not accepted.created:
         headers["Idempotent-Replayed"] = "true"
     return Response(
-        json.dumps(accepted.resource),
+        json.dumps(accepted.resource) + "\n",  # as jsonify ends its bodies
         202 if accepted.created else 200,
         headers,
         mimetype="application/json",

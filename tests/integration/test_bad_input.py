@@ -9,6 +9,7 @@ from db.engine import connect
 from ledger import MAX_AMOUNT
 from tests.conftest import ADMIN_KEY
 from tests.integration.conftest import ADMIN, transaction_count
+from tests.support import unique
 
 GOOD = {"user_id": "alice", "asset": "GOLD_COINS", "amount": 5}
 
@@ -305,3 +306,34 @@ def test_a_deliverable_callback_url_is_accepted(client, hooked):
         headers={**hooked, "Idempotency-Key": "k"},
     )
     assert response.status_code == 202
+
+
+def _ends_with_newline(response):
+    assert response.get_data().endswith(b"}\n"), response.get_data()[-20:]
+    assert response.get_data().count(b"\n") == 1
+
+
+def test_every_json_body_ends_with_a_newline(client, monkeypatch):
+    accepted = client.post(
+        "/v1/transactions/topup", json=GOOD, headers={**ADMIN, "Idempotency-Key": unique("nl")}
+    )
+    assert accepted.status_code == 202
+    _ends_with_newline(accepted)
+    replayed = client.post(
+        "/v1/transactions/topup",
+        json=GOOD,
+        headers={**ADMIN, "Idempotency-Key": accepted.get_json()["idempotency_key"]},
+    )
+    assert replayed.status_code == 200
+    _ends_with_newline(replayed)
+    _ends_with_newline(client.get("/v1/wallets/alice", headers=ADMIN))
+    refused = client.post(
+        "/v1/transactions/topup", json=_with(amount=0), headers={**ADMIN, "Idempotency-Key": "k"}
+    )
+    assert refused.status_code == 422
+    _ends_with_newline(refused)
+    _ends_with_newline(client.get("/v1/nothing", headers=ADMIN))
+    monkeypatch.setattr("api.ops._check_broker", lambda: "error: ConnectionError")
+    not_ready = client.get("/readyz")
+    assert not_ready.status_code == 503
+    _ends_with_newline(not_ready)
