@@ -29,7 +29,7 @@ def get_wallet(user_id: str) -> Any:
         with autocommit() as conn:
             balances = reads.wallet(conn, user_id)
     if not balances:
-        raise ApiError(404, "user_not_found", f"'{user_id}' has no wallet.")
+        raise _no_wallet(user_id)
     return {"user_id": user_id, "balances": balances}
 
 
@@ -42,6 +42,9 @@ def wallet_history(
     user_id: str, limit: int, asset: str | None = None, cursor: str | None = None
 ) -> Any:
     """A player's transactions (as subject or payee), newest first, in keyset pages"""
+    # Checked before any query: an id no wallet can have (a NUL, a space) is not looked up.
+    if not (is_valid_user_id(user_id) or user_id in SYSTEM_ACCOUNTS):
+        raise _no_wallet(user_id)
     asset_id = None
     if asset is not None:
         found = catalog.by_code(asset)
@@ -51,7 +54,14 @@ def wallet_history(
     before = _decode_cursor(cursor) if cursor else None
     with autocommit() as conn:
         items, next_seq = reads.wallet_history(conn, user_id, asset_id, limit, before)
+        # Only an empty page asks: a full one already shows that the owner exists.
+        if not items and not reads.is_known(conn, user_id):
+            raise _no_wallet(user_id)
     return {"items": items, "next_cursor": _encode_cursor(next_seq) if next_seq else None}
+
+
+def _no_wallet(user_id: str) -> ApiError:
+    return ApiError(404, "user_not_found", f"'{user_id}' has no wallet.")
 
 
 def _encode_cursor(seq: int) -> str:

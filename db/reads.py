@@ -97,6 +97,21 @@ def wallet_history(
     return resources(conn, rows[:limit]), next_seq
 
 
+def is_known(conn: Connection, owner: str) -> bool:
+    """The owner has a wallet, or is the subject or payee of a transaction (its first
+    top-up may still be pending): whom a history may be asked of."""
+    return bool(
+        conn.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM accounts WHERE owner = :owner) "
+                "OR EXISTS (SELECT 1 FROM transactions WHERE user_id = :owner) "
+                "OR EXISTS (SELECT 1 FROM transactions WHERE to_user_id = :owner)"
+            ),
+            {"owner": owner},
+        ).scalar_one()
+    )
+
+
 def resources(conn: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, Any]]:
     """Transaction rows as API resources, with their ledger entries."""
     entries: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
