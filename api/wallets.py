@@ -41,9 +41,11 @@ def get_wallet(user_id: str) -> Any:
 def wallet_history(
     user_id: str, limit: int, asset: str | None = None, cursor: str | None = None
 ) -> Any:
-    """A player's transactions (as subject or payee), newest first, in keyset pages"""
+    """A player's transactions (as subject or payee), or those that posted to a system
+    account, newest first, in keyset pages"""
+    system = user_id in SYSTEM_ACCOUNTS
     # Checked before any query: an id no wallet can have (a NUL, a space) is not looked up.
-    if not (is_valid_user_id(user_id) or user_id in SYSTEM_ACCOUNTS):
+    if not (system or is_valid_user_id(user_id)):
         raise _no_wallet(user_id)
     asset_id = None
     if asset is not None:
@@ -51,28 +53,33 @@ def wallet_history(
         if found is None:
             raise unknown_asset(asset)
         asset_id = found.id
-    before = _decode_cursor(cursor) if cursor else None
+    # The two histories page by different keys: a cursor of one is refused by the other.
+    kind = "entry" if system else "seq"
+    before = _decode_cursor(cursor, kind) if cursor else None
     with autocommit() as conn:
-        items, next_seq = reads.wallet_history(conn, user_id, asset_id, limit, before)
+        if system:
+            items, next_key = reads.system_history(conn, user_id, asset_id, limit, before)
+        else:
+            items, next_key = reads.wallet_history(conn, user_id, asset_id, limit, before)
         # Only an empty page asks: a full one already shows that the owner exists.
         if not items and not reads.is_known(conn, user_id):
             raise _no_wallet(user_id)
-    return {"items": items, "next_cursor": _encode_cursor(next_seq) if next_seq else None}
+    return {"items": items, "next_cursor": _encode_cursor(kind, next_key) if next_key else None}
 
 
 def _no_wallet(user_id: str) -> ApiError:
     return ApiError(404, "user_not_found", f"'{user_id}' has no wallet.")
 
 
-def _encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+def _encode_cursor(kind: str, key: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{key}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> int:
+def _decode_cursor(cursor: str, kind: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, value = raw.partition(":")
-        if prefix != "seq":
+        if prefix != kind:
             raise ValueError(raw)
         return int(value)
     except (ValueError, binascii.Error, UnicodeDecodeError):

@@ -97,6 +97,62 @@ def wallet_history(
     return resources(conn, rows[:limit]), next_seq
 
 
+NO_ENTRY_YET = 2**63 - 1  # above every entry id: the first page
+
+
+def system_history_statement(shards: int) -> str:
+    """The newest entries of `shards` accounts (:a0, :a1, ...) below :before, at most :n,
+    with their transactions, newest first.
+
+    One backward range scan of ledger_entries_by_account per shard, each stopping after
+    :n entries, merged and cut to :n: a page costs the same after millions of entries.
+    Each shard is its own subquery with its own id, not a join against accounts: the
+    planner then sizes each scan by that shard's statistics. Joined, it would plan for
+    the average account, which has a handful of entries, and a plan for a handful (a
+    bitmap scan and a sort) reads every entry of a shard that has millions.
+    """
+    scans = " UNION ALL ".join(
+        f"(SELECT e.id, e.transaction_id FROM ledger_entries e WHERE e.account_id = :a{i} "
+        "AND e.id < :before ORDER BY e.id DESC LIMIT :n)"
+        for i in range(shards)
+    )
+    return (
+        f"SELECT {TRANSACTION_COLUMNS}, p.id AS entry_id FROM ("
+        f"SELECT s.id, s.transaction_id FROM ({scans}) s ORDER BY s.id DESC LIMIT :n"
+        ") p JOIN transactions t ON t.id = p.transaction_id ORDER BY p.id DESC"
+    )
+
+
+def system_shards(conn: Connection, owner: str, asset_id: int | None) -> list[int]:
+    """The account ids of a system account's shards (of one asset, or all)."""
+    where = "AND asset_id = :asset " if asset_id is not None else ""
+    return list(
+        conn.execute(
+            text(f"SELECT id FROM accounts WHERE owner = :owner {where}ORDER BY id"),
+            {"owner": owner, "asset": asset_id},
+        ).scalars()
+    )
+
+
+def system_history(
+    conn: Connection, owner: str, asset_id: int | None, limit: int, before_entry: int | None
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the transactions that posted to a system account, newest entry first,
+    and the entry id that starts the next page.
+
+    A transaction posts to one shard of a system account at most (one partition's drain
+    applies it and writes that partition's shard), so each entry is one transaction.
+    """
+    shards = system_shards(conn, owner, asset_id)
+    if not shards:
+        return [], None
+    params: dict[str, Any] = {f"a{i}": shard for i, shard in enumerate(shards)}
+    params.update(before=NO_ENTRY_YET if before_entry is None else before_entry, n=limit + 1)
+    rows = conn.execute(text(system_history_statement(len(shards))), params).all()
+    next_entry = rows[limit - 1].entry_id if len(rows) > limit else None
+    return resources(conn, rows[:limit]), next_entry
+
+
 def is_known(conn: Connection, owner: str) -> bool:
     """The owner has a wallet, or is the subject or payee of a transaction (its first
     top-up may still be pending): whom a history may be asked of."""

@@ -1,4 +1,4 @@
-"""Wallet history: whose it may be."""
+"""Wallet history: whose it may be, and a system account's, in keyset pages."""
 
 from __future__ import annotations
 
@@ -65,3 +65,69 @@ def test_a_user_whose_first_top_up_is_pending_has_it_in_the_history(client):
         assert [t["id"] for t in response.get_json()["items"]] == [pending["id"]]
     finally:
         drain_all()
+
+
+def _pages(client, owner, limit, **query):
+    """Every page of a history, following next_cursor."""
+    pages, cursor = [], None
+    while True:
+        params = {"limit": limit, **query, **({"cursor": cursor} if cursor else {})}
+        response = history(client, owner, **params)
+        assert response.status_code == 200, response.get_json()
+        page = response.get_json()
+        pages.append([t["id"] for t in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+def test_a_system_account_history_lists_what_posted_to_it_newest_first(client):
+    drain_all()  # nothing left from elsewhere applies after these
+    asset = new_asset(client)
+    user = unique()
+    topups = [
+        submit(CommandType.TOPUP, user_id=user, asset=asset, amount=10)["id"] for _ in range(5)
+    ]
+    bonus = submit(CommandType.BONUS, user_id=user, asset=asset, amount=2)["id"]
+    spend = submit(CommandType.SPEND, user_id=user, asset=asset, amount=7)["id"]
+    submit(CommandType.SPEND, user_id=user, asset=asset, amount=10**6)  # refused
+    drain_all()
+    # One wallet: its commands apply in acceptance order, so newest first is reversed.
+    assert _pages(client, "@treasury", 2, asset=asset) == [
+        topups[4:2:-1],
+        topups[2:0:-1],
+        topups[:1],
+    ]
+    assert _pages(client, "@promotions", 50, asset=asset) == [[bonus]]
+    assert _pages(client, "@revenue", 50, asset=asset) == [[spend]]  # not the refused one
+    # Without the asset filter, the newest entries are these, across every asset.
+    page = history(client, "@treasury", limit=5).get_json()
+    assert [t["id"] for t in page["items"]] == topups[::-1]
+    item = page["items"][0]
+    assert item["status"] == "completed" and item["user_id"] == user
+    assert {"account": "@treasury", "direction": "debit", "amount": 10} in item["entries"]
+
+
+def test_a_system_account_history_spans_every_shard(client):
+    asset = new_asset(client)
+    users = [unique() for _ in range(24)]  # 8 partitions: several shards of @treasury
+    ids = {submit(CommandType.TOPUP, user_id=u, asset=asset, amount=1)["id"] for u in users}
+    drain_all()
+    pages = _pages(client, "@treasury", 7, asset=asset)
+    listed = [tx_id for page in pages for tx_id in page]
+    assert len(listed) == len(set(listed)) == 24 and set(listed) == ids
+    assert [len(p) for p in pages] == [7, 7, 7, 3]
+
+
+def test_a_history_refuses_a_cursor_of_the_other_kind(client):
+    user = unique()
+    for _ in range(2):
+        submit(CommandType.TOPUP, user_id=user, asset="GOLD_COINS", amount=1)
+    drain_all()
+    user_cursor = history(client, user, limit=1).get_json()["next_cursor"]
+    system_cursor = history(client, "@treasury", limit=1).get_json()["next_cursor"]
+    assert user_cursor and system_cursor
+    for owner, cursor in (("@treasury", user_cursor), (user, system_cursor)):
+        response = history(client, owner, cursor=cursor)
+        assert response.status_code == 422
+        assert response.get_json()["errors"] == {"cursor": ["Not a cursor from this API."]}

@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from api import intake
 from db import batch as store
+from db import reads
 from db.engine import connect
 from ledger import CommandType
 from tests.integration.helpers import bootstrap, drain_all, users_in_distinct_partitions
@@ -78,3 +79,39 @@ def test_pending_lookups_use_their_own_indexes_with_a_backlog_and_stale_statisti
         assert len(subplans) == 3 and all(n["Node Type"] == "Limit" for n in subplans)
     finally:
         drain_all()
+
+
+def test_a_system_account_history_reads_each_shard_backwards_by_its_entries_index(rings):
+    client = bootstrap()
+    topups = [
+        intake.Submission(
+            CommandType.TOPUP,
+            unique("plan"),
+            {"user_id": unique(), "asset": "GOLD_COINS", "amount": 1},
+        )
+        for _ in range(1000)
+    ]
+    for start in range(0, len(topups), 500):
+        intake.submit_many(client, topups[start : start + 500])
+    drain_all()
+    with connect() as conn:
+        conn.execute(text("ANALYZE accounts"))
+        conn.execute(text("ANALYZE ledger_entries"))
+        shards = reads.system_shards(conn, "@treasury", None)
+    params = {f"a{i}": shard for i, shard in enumerate(shards)}
+    params.update(before=reads.NO_ENTRY_YET, n=51)
+    nodes = plan_nodes(reads.system_history_statement(len(shards)), params)
+    # One ordered scan per shard that stops after a page (a Limit over a backward index
+    # scan), merged in order: never a shard's every entry read and sorted.
+    entry_scans = [n for n in nodes if n.get("Relation Name") == "ledger_entries"]
+    assert len(entry_scans) == len(shards) > 1
+    for scan in entry_scans:
+        assert scan["Node Type"] == "Index Scan", scan
+        assert scan["Index Name"] == "ledger_entries_by_account"
+        assert scan["Scan Direction"] == "Backward"
+        assert "account_id =" in scan["Index Cond"] and "id <" in scan["Index Cond"]
+    limits = [
+        n for n in nodes if n["Node Type"] == "Limit" and n.get("Parent Relationship") == "Member"
+    ]
+    assert len(limits) == len(shards)
+    assert any(n["Node Type"] == "Merge Append" for n in nodes)
