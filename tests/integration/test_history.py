@@ -33,8 +33,21 @@ def test_the_history_of_a_user_without_a_wallet_is_404_user_not_found(client):
         assert response.get_json()["code"] == "user_not_found"
 
 
-@pytest.mark.parametrize("owner", ["a%00b", "%00", "a%20b", "bad%09id", "x" * 129, "%C3%BC"])
-def test_an_id_no_wallet_can_have_is_404_without_a_query(client, monkeypatch, owner):
+@pytest.mark.parametrize(
+    ("owner", "status", "code"),
+    [
+        # Control characters are refused at the edge, before any view (api/edge.py).
+        ("a%00b", 400, "bad_request"),
+        ("%00", 400, "bad_request"),
+        ("bad%09id", 400, "bad_request"),
+        ("a%20b", 404, "user_not_found"),
+        ("x" * 129, 404, "user_not_found"),
+        ("%C3%BC", 404, "user_not_found"),
+    ],
+)
+def test_an_id_no_wallet_can_have_is_refused_without_a_query(
+    client, monkeypatch, owner, status, code
+):
     @contextlib.contextmanager
     def no_database():
         raise AssertionError("the database was asked about an impossible id")
@@ -43,8 +56,8 @@ def test_an_id_no_wallet_can_have_is_404_without_a_query(client, monkeypatch, ow
     monkeypatch.setattr("api.wallets.autocommit", no_database)
     for path in (f"/v1/wallets/{owner}/transactions", f"/v1/wallets/{owner}"):
         response = client.get(path, headers=ADMIN)
-        assert response.status_code == 404, response.get_json()
-        assert response.get_json()["code"] == "user_not_found"
+        assert response.status_code == status, response.get_json()
+        assert response.get_json()["code"] == code
 
 
 def test_a_user_with_a_wallet_and_nothing_in_the_asset_has_an_empty_history(client):
