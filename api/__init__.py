@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, send_from_directory
-from flask_smorest import Api
 from swagger_ui_bundle import swagger_ui_path
 
 from api import admin, assets, errors, ops, transactions, wallets
 from api.edge import MAX_BODY_BYTES, HttpEdge
-from api.schemas import ProblemSchema
+from api.openapi import WalletApi
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -32,20 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    api = Api(app)
-    api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer", "description": "An API key."}
-    )
-    api.spec.components.schema("Problem", schema=ProblemSchema)
-    api.spec.components.response(
-        "Problem",
-        {
-            "description": "An error (RFC 9457 problem details)",
-            "content": {
-                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
-            },
-        },
-    )
+    api = WalletApi(app)
     for blueprint in (transactions.blp, wallets.blp, assets.blp, admin.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)

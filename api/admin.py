@@ -6,6 +6,7 @@ from typing import Any
 
 from api.auth import require
 from api.blueprint import Blueprint
+from api.openapi import CLIENT_EXAMPLE
 from api.schemas import ClientCreatedSchema, ClientRequestSchema, ReconciliationSchema
 from db.clients import create_client
 from db.engine import connect
@@ -16,9 +17,9 @@ blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Operator
 
 @blp.route("/clients", methods=["POST"])
 @require("admin")
-@blp.arguments(ClientRequestSchema)
+@blp.arguments(ClientRequestSchema, example=CLIENT_EXAMPLE)
 @blp.response(201, ClientCreatedSchema)
-@blp.secured()
+@blp.secured(422)
 def add_client(body: dict[str, Any]) -> Any:
     """Create an API client; its key is shown once, in this response"""
     with connect() as conn:

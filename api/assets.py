@@ -7,6 +7,7 @@ from typing import Any
 from api.auth import require
 from api.blueprint import Blueprint
 from api.errors import ApiError
+from api.openapi import ASSET_EXAMPLE, header_refs
 from api.schemas import AssetListSchema, AssetSchema
 from db.assets import AssetExists, catalog, create_asset
 from db.engine import connect
@@ -25,9 +26,9 @@ def list_assets() -> Any:
 
 @blp.route("", methods=["POST"])
 @require("admin")
-@blp.arguments(AssetSchema)
-@blp.response(201, AssetSchema)
-@blp.secured()
+@blp.arguments(AssetSchema, example=ASSET_EXAMPLE)
+@blp.response(201, AssetSchema, headers=header_refs("Location"))
+@blp.secured(409, 422)
 def add_asset(body: dict[str, Any]) -> Any:
     """Add an asset (409 if the code exists)"""
     try:

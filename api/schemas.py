@@ -9,11 +9,25 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from db.clients import callback_host
-from ledger import ASSET_CODE_PATTERN, MAX_AMOUNT, CommandType, is_valid_user_id
+from ledger import (
+    ASSET_CODE_PATTERN,
+    MAX_AMOUNT,
+    SYSTEM_ACCOUNTS,
+    CommandType,
+    is_valid_user_id,
+)
 
 METADATA_MAX_BYTES = 4096
 HOLD_MAX_SECONDS = 604_800
 IDEMPOTENCY_KEY = re.compile(r"[\x20-\x7e]{1,255}")
+# The same rules as JSON Schema patterns (ECMA regex, no lookahead) for the document:
+# is_valid_user_id's "not starting with '@'" is the first character's smaller class.
+IDEMPOTENCY_KEY_PATTERN = r"^[\x20-\x7e]{1,255}$"
+USER_ID_PATTERN = r"^[A-Za-z0-9_.:-][A-Za-z0-9_.:@-]{0,127}$"
+# A wallet read also takes the system accounts (@treasury...).
+ACCOUNT_PATTERN = f"^({'|'.join(SYSTEM_ACCOUNTS)}|{USER_ID_PATTERN[1:-1]})$"
+# Cursors are unpadded URL-safe base64 of "seq:<n>".
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # The shape of a callback_hosts entry, for the OpenAPI document; _callback_host decides.
 HOST = re.compile(r"^(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 
@@ -46,6 +60,9 @@ class UserId(fields.String):
     """A game's player id: 1-128 of [A-Za-z0-9_.:@-], not starting with '@'."""
 
     def __init__(self, **kwargs: Any) -> None:
+        # The check is a function; the document states the same rule as a pattern.
+        documented = {"pattern": USER_ID_PATTERN, "minLength": 1, "maxLength": 128}
+        kwargs["metadata"] = {**documented, "example": "alice", **kwargs.get("metadata", {})}
         super().__init__(validate=self._check, **kwargs)
 
     @staticmethod
@@ -57,7 +74,10 @@ class UserId(fields.String):
 
 
 class AssetCode(fields.String):
+    """An asset's code: ^[A-Z][A-Z0-9_]{1,31}$."""
+
     def __init__(self, **kwargs: Any) -> None:
+        kwargs["metadata"] = {"example": "GOLD_COINS", **kwargs.get("metadata", {})}
         super().__init__(
             validate=validate.Regexp(
                 ASSET_CODE_PATTERN, error="Must match ^[A-Z][A-Z0-9_]{{1,31}}$."
@@ -78,9 +98,25 @@ def _metadata_size(value: dict[str, Any]) -> None:
 class CommandSchema(Schema):
     """Fields every command may carry."""
 
-    metadata = fields.Dict(keys=fields.String(), validate=_metadata_size)
+    metadata = fields.Dict(
+        keys=fields.String(),
+        validate=_metadata_size,
+        metadata={
+            "description": f"Any JSON object, at most {METADATA_MAX_BYTES} bytes serialized; "
+            "returned as sent.",
+            "example": {"order_id": "8812"},
+        },
+    )
     # Checked against the client's callback_hosts at intake (422 callback_not_allowed).
-    callback_url = fields.String(validate=validate.Length(1, 2048))
+    callback_url = fields.String(
+        validate=validate.Length(1, 2048),
+        metadata={
+            "description": "http(s) URL whose host (or host:port) is one of the client's "
+            "callback_hosts, else 422 callback_not_allowed.",
+            "format": "uri",
+            "example": "https://game.example.com/wallet-events",
+        },
+    )
 
 
 class TopUpSchema(CommandSchema):
@@ -111,7 +147,10 @@ class TransferSchema(CommandSchema):
 
 class HoldSchema(TopUpSchema):
     expires_in = fields.Integer(
-        strict=True, required=True, validate=validate.Range(1, HOLD_MAX_SECONDS)
+        strict=True,
+        required=True,
+        validate=validate.Range(1, HOLD_MAX_SECONDS),
+        metadata={"description": "Seconds until the hold expires (is released).", "example": 900},
     )
 
 
@@ -167,6 +206,8 @@ class EntrySchema(Schema):
 
 
 class RejectionSchema(Schema):
+    """Why a transaction was rejected: a stable code (e.g. insufficient_funds) and a text."""
+
     code = fields.String(required=True)
     message = fields.String(required=True)
 
@@ -251,7 +292,9 @@ class WalletSchema(Schema):
 class HistoryQuerySchema(Schema):
     asset = AssetCode()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    cursor = fields.String()
+    cursor = fields.String(
+        metadata={"pattern": CURSOR_PATTERN, "description": "A page's `next_cursor`."}
+    )
 
 
 class HistoryPageSchema(Schema):
@@ -268,7 +311,11 @@ class WaitQuerySchema(Schema):
 
 
 class KeyQuerySchema(Schema):
-    idempotency_key = fields.String(required=True, validate=validate.Length(1, 255))
+    idempotency_key = fields.String(
+        required=True,
+        validate=validate.Length(1, 255),
+        metadata={"example": "3f6c1e9a-8812-4d3b-9a57-topup-example"},
+    )
 
 
 class AssetSchema(Schema):

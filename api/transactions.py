@@ -15,9 +15,11 @@ from api import intake, longpoll
 from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, validation_error
+from api.openapi import BATCH_EXAMPLE, COMMAND_EXAMPLES, header_refs
 from api.schemas import (
     COMMAND_SCHEMAS,
     IDEMPOTENCY_KEY,
+    IDEMPOTENCY_KEY_PATTERN,
     REFERENCE_FIELD,
     BatchResultSchema,
     BatchSchema,
@@ -37,12 +39,19 @@ blp = Blueprint(
     description="Wallet commands: accepted with 202, applied asynchronously, read back here.",
 )
 
+# The example key is one no test or README example uses: the fuzz sends it for real.
 IDEMPOTENCY_HEADER = {
     "in": "header",
     "name": "Idempotency-Key",
     "required": True,
     "description": "1-255 printable ASCII characters, unique per client and command.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+        "pattern": IDEMPOTENCY_KEY_PATTERN,
+        "example": "3f6c1e9a-8812-4d3b-9a57-topup-example",
+    },
 }
 SCOPE = {CommandType.REVERSE: "admin"}
 # Parsed once: schema instances are reusable and thread-safe for load().
@@ -94,10 +103,21 @@ def _command_view(kind: CommandType) -> Callable[..., Any]:
 
     @require(SCOPE.get(kind, "submit"))
     @with_idempotency_key
-    @blp.arguments(ITEM_SCHEMAS[kind], as_kwargs=False)
-    @blp.response(202, TransactionSchema, description="Accepted: the pending transaction.")
-    @blp.alt_response(200, schema=TransactionSchema, description="Replay of the same request.")
-    @blp.secured(parameters=[IDEMPOTENCY_HEADER])
+    @blp.arguments(ITEM_SCHEMAS[kind], as_kwargs=False, example=COMMAND_EXAMPLES[kind.value])
+    @blp.response(
+        202,
+        TransactionSchema,
+        description="Accepted: the pending transaction.",
+        headers=header_refs("Location"),
+    )
+    @blp.alt_response(
+        200,
+        schema=TransactionSchema,
+        description="Replay of the same key and body: the transaction in its current state.",
+        headers=header_refs("Location", "Idempotent-Replayed"),
+    )
+    # A capture, release or reversal names a transaction: 404 if there is none.
+    @blp.secured(422, *([404] if reference else []), parameters=[IDEMPOTENCY_HEADER])
     def view(fields: dict[str, Any], key: str, **path: uuid.UUID) -> Any:
         if reference is not None:
             fields[reference] = path[reference]
@@ -131,9 +151,9 @@ blp.add_url_rule(
 
 @blp.route("/batch", methods=["POST"])
 @require("submit")
-@blp.arguments(BatchSchema())
+@blp.arguments(BatchSchema(), example=BATCH_EXAMPLE)
 @blp.response(202, BatchResultSchema)
-@blp.secured()
+@blp.secured(422)
 def submit_batch(body: dict[str, Any]) -> Any:
     """Submit 1-1000 commands; each is accepted or refused on its own, in order"""
     client = current_client()
@@ -187,8 +207,13 @@ def _batch_item(item: dict[str, Any], scopes: frozenset[str]) -> intake.Submissi
 @blp.route("/<uuid:tx_id>", methods=["GET"])
 @require("read")
 @blp.arguments(WaitQuerySchema(), location="query", as_kwargs=True)
-@blp.response(200, TransactionSchema)
-@blp.secured()
+@blp.response(
+    200,
+    TransactionSchema,
+    description="The transaction; while pending, with Retry-After.",
+    headers=header_refs("Retry-After"),
+)
+@blp.secured(404, 422)
 def get_transaction(tx_id: uuid.UUID, wait: float) -> Any:
     """A transaction in its current state; ?wait=N (0-30 s) returns as soon as it is final"""
 
@@ -207,7 +232,7 @@ def get_transaction(tx_id: uuid.UUID, wait: float) -> Any:
 @blp.route("/<uuid:tx_id>/callbacks", methods=["GET"])
 @require("read")
 @blp.response(200, CallbackLogSchema)
-@blp.secured()
+@blp.secured(404)
 def callback_log(tx_id: uuid.UUID) -> Any:
     """The transaction's callback and every delivery attempt (its client, or admin)"""
     client = current_client()
@@ -223,8 +248,13 @@ def callback_log(tx_id: uuid.UUID) -> Any:
 @blp.route("", methods=["GET"])
 @require("read")
 @blp.arguments(KeyQuerySchema(), location="query", as_kwargs=True)
-@blp.response(200, TransactionSchema)
-@blp.secured()
+@blp.response(
+    200,
+    TransactionSchema,
+    description="The transaction; while pending, with Retry-After.",
+    headers=header_refs("Retry-After"),
+)
+@blp.secured(404, 422)
 def find_by_key(idempotency_key: str) -> Any:
     """The calling client's transaction for an Idempotency-Key"""
     with autocommit() as conn:

@@ -9,7 +9,7 @@ from typing import Any
 from api.auth import require
 from api.blueprint import Blueprint
 from api.errors import ApiError, unknown_asset
-from api.schemas import HistoryPageSchema, HistoryQuerySchema, WalletSchema
+from api.schemas import ACCOUNT_PATTERN, HistoryPageSchema, HistoryQuerySchema, WalletSchema
 from db import reads
 from db.assets import catalog
 from db.engine import autocommit
@@ -17,11 +17,20 @@ from ledger import SYSTEM_ACCOUNTS, is_valid_user_id
 
 blp = Blueprint("wallets", __name__, url_prefix="/v1/wallets", description="Balances and history.")
 
+ACCOUNT = {
+    "in": "path",
+    "name": "user_id",
+    "required": True,
+    "description": "A player's id, or a system account (@treasury, @promotions, @revenue).",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": ACCOUNT_PATTERN},
+    "example": "alice",
+}
 
-@blp.route("/<user_id>", methods=["GET"])
+
+@blp.route("/<user_id>", methods=["GET"], parameters=[ACCOUNT])
 @require("read")
 @blp.response(200, WalletSchema)
-@blp.secured()
+@blp.secured(404)
 def get_wallet(user_id: str) -> Any:
     """A wallet's balances per asset: balance, held, available"""
     balances: list[dict[str, Any]] = []
@@ -33,11 +42,11 @@ def get_wallet(user_id: str) -> Any:
     return {"user_id": user_id, "balances": balances}
 
 
-@blp.route("/<user_id>/transactions", methods=["GET"])
+@blp.route("/<user_id>/transactions", methods=["GET"], parameters=[ACCOUNT])
 @require("read")
 @blp.arguments(HistoryQuerySchema(), location="query", as_kwargs=True)
 @blp.response(200, HistoryPageSchema)
-@blp.secured()
+@blp.secured(422)
 def wallet_history(
     user_id: str, limit: int, asset: str | None = None, cursor: str | None = None
 ) -> Any:
