@@ -26,7 +26,8 @@ HEADERS: dict[str, dict[str, Any]] = {
     REQUEST_ID: {
         "description": "The request's id, as in the service's logs: the client's own "
         "X-Request-Id if it sent a sane one, else a new one.",
-        "schema": {"type": "string"},
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
     },
     "Retry-After": {
         "description": "Seconds to wait before asking again.",
