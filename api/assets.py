@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.auth import require
+from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError
 from api.openapi import ASSET_EXAMPLE, header_refs
@@ -20,8 +20,9 @@ blp = Blueprint("assets", __name__, url_prefix="/v1/assets", description="Curren
 @blp.response(200, AssetListSchema)
 @blp.secured()
 def list_assets() -> Any:
-    """Every asset, by code"""
-    return {"items": [{"code": a.code, "name": a.name} for a in catalog.all()]}
+    """Every asset of the caller's ledger, by code"""
+    ledger_id = current_client().ledger_id
+    return {"items": [{"code": a.code, "name": a.name} for a in catalog.all(ledger_id)]}
 
 
 @blp.route("", methods=["POST"])
@@ -33,7 +34,7 @@ def add_asset(body: dict[str, Any]) -> Any:
     """Add an asset (409 if the code exists)"""
     try:
         with connect() as conn:
-            asset = create_asset(conn, body["code"], body["name"])
+            asset = create_asset(conn, current_client().ledger_id, body["code"], body["name"])
     except AssetExists:
         raise ApiError(409, "asset_exists", f"Asset {body['code']} already exists.") from None
     catalog.clear()

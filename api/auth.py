@@ -7,6 +7,7 @@ import hmac
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from flask import g, request
@@ -22,6 +23,7 @@ from db.clients import (
     hash_key,
 )
 from db.engine import connect
+from db.ledgers import ledgers
 
 F = TypeVar("F", bound=Callable[..., Any])
 CACHE_SECONDS = 30.0
@@ -53,11 +55,43 @@ def require(scope: str) -> Callable[[F], F]:
     return decorator
 
 
+LEDGER_HEADER = "Wallet-Ledger"
+
+
 def current_client() -> Client:
+    """The caller, acting in the ledger of this request (see `acting_in`)."""
     client = g.get("client")
     if client is None:
         client = authenticate(request.headers.get("Authorization", ""))
+        client = acting_in(client, request.headers.get(LEDGER_HEADER))
         g.client = client
+    return client
+
+
+def acting_in(client: Client, ledger_code: str | None) -> Client:
+    """The client as it acts in the ledger a request names in `Wallet-Ledger`.
+
+    A client acts in its own ledger only: naming another is 403 (an unknown one too, so
+    that the answer tells nothing about which ledgers exist). The bootstrap key acts in
+    `default`, or in the ledger it names (404 ledger_not_found if there is none).
+    """
+    if not ledger_code:
+        return client
+    ledger = ledgers.by_code(ledger_code)
+    if client.id == BOOTSTRAP_CLIENT_ID:
+        if ledger is None:
+            raise ApiError(404, "ledger_not_found", f"There is no ledger '{ledger_code}'.")
+        return replace(client, ledger_id=ledger.id)
+    if ledger is None or ledger.id != client.ledger_id:
+        raise ApiError(403, "forbidden", "This key acts in its own ledger only.")
+    return client
+
+
+def require_bootstrap() -> Client:
+    """Only WALLET_ADMIN_KEY manages ledgers (and places clients in other ledgers)."""
+    client = current_client()
+    if client.id != BOOTSTRAP_CLIENT_ID:
+        raise ApiError(403, "forbidden", "Only the bootstrap key manages ledgers.")
     return client
 
 
@@ -125,9 +159,7 @@ def _bootstrap() -> Client:
             503, "unavailable", "The service is not seeded yet.", headers={"Retry-After": "1"}
         )
     # WALLET_ADMIN_KEY has every scope, whatever the row says.
-    return Client(
-        client.id, client.name, frozenset(SCOPES), client.webhook_secret, client.callback_hosts
-    )
+    return replace(client, scopes=frozenset(SCOPES))
 
 
 def clear_cache() -> None:

@@ -79,7 +79,7 @@ def accept(
     results: list[Accepted | ApiError | None] = []
     commands: list[tuple[int, intake.NewCommand]] = []
     with autocommit() as conn:
-        references = _references(conn, [s for _, s in items])
+        references = _references(conn, items)
         for index, (client, submission) in enumerate(items):
             if isinstance(submission, ApiError):
                 results.append(submission)
@@ -203,7 +203,7 @@ _group = GroupCommit(
 def _command(
     client: Client,
     submission: Submission,
-    references: dict[uuid.UUID, Row[Any]],
+    references: dict[tuple[int, uuid.UUID], Row[Any]],
     partitions: int,
 ) -> intake.NewCommand:
     fields = submission.fields
@@ -211,6 +211,7 @@ def _command(
     if "callback_url" in fields:
         _check_callback(client, fields["callback_url"])
     common: dict[str, Any] = {
+        "ledger_id": client.ledger_id,
         "client_id": client.id,
         "idempotency_key": submission.idempotency_key,
         "fingerprint": intake.fingerprint(kind.value, fields),
@@ -222,7 +223,12 @@ def _command(
     }
     if kind in (CommandType.CAPTURE, CommandType.RELEASE, CommandType.REVERSE):
         reference_id = fields["hold_id" if kind is not CommandType.REVERSE else "transaction_id"]
-        ref = _referenced(kind, references.get(reference_id), reference_id, fields.get("amount"))
+        ref = _referenced(
+            kind,
+            references.get((client.ledger_id, reference_id)),
+            reference_id,
+            fields.get("amount"),
+        )
         return intake.NewCommand(
             **common,
             partition=ref.partition,
@@ -234,13 +240,13 @@ def _command(
             # own commands like the transfer did.
             to_user_id=ref.to_user_id if kind is CommandType.REVERSE else None,
         )
-    asset = catalog.by_code(fields["asset"])
+    asset = catalog.by_code(client.ledger_id, fields["asset"])
     if asset is None:
         raise unknown_asset(fields["asset"])
     user_id = fields["from_user_id"] if kind is CommandType.TRANSFER else fields["user_id"]
     return intake.NewCommand(
         **common,
-        partition=partition_of(user_id, partitions),
+        partition=partition_of(user_id, partitions, client.ledger_id),
         user_id=user_id,
         to_user_id=fields.get("to_user_id"),
         asset_id=asset.id,
@@ -276,24 +282,28 @@ def _referenced(
 
 
 def _references(
-    conn: Connection, submissions: Sequence[Submission | ApiError]
-) -> dict[uuid.UUID, Row[Any]]:
-    ids = [
-        s.fields.get("hold_id") or s.fields.get("transaction_id")
-        for s in submissions
+    conn: Connection, items: Sequence[tuple[Client, Submission | ApiError]]
+) -> dict[tuple[int, uuid.UUID], Row[Any]]:
+    """The holds and transactions that captures, releases and reversals name, looked up
+    in the caller's ledger only: another ledger's transaction is not found (404)."""
+    wanted = {
+        (client.ledger_id, ref)
+        for client, s in items
         if isinstance(s, Submission)
-    ]
-    ids = [i for i in ids if i is not None]
-    if not ids:
+        and (ref := s.fields.get("hold_id") or s.fields.get("transaction_id")) is not None
+    }
+    if not wanted:
         return {}
     rows = conn.execute(
         text(
-            "SELECT id, type, status, partition, user_id, to_user_id, asset_id, amount "
-            "FROM transactions WHERE id = ANY(:ids)"
+            "SELECT t.id, t.ledger_id, t.type, t.status, t.partition, t.user_id, t.to_user_id, "
+            "t.asset_id, t.amount FROM transactions t "
+            "JOIN unnest(CAST(:ledgers AS int[]), CAST(:ids AS uuid[])) AS w(ledger_id, id) "
+            "ON t.ledger_id = w.ledger_id AND t.id = w.id"
         ),
-        {"ids": ids},
+        {"ledgers": [w[0] for w in wanted], "ids": [w[1] for w in wanted]},
     ).all()
-    return {row.id: row for row in rows}
+    return {(row.ledger_id, row.id): row for row in rows}
 
 
 def _check_callback(client: Client, url: str) -> None:

@@ -179,6 +179,7 @@ BATCH_EXAMPLE = {
     ]
 }
 ASSET_EXAMPLE = {"code": "STAR_DUST", "name": "Star Dust"}
+LEDGER_EXAMPLE = {"code": "space-miners-staging", "name": "Space Miners (staging)"}
 CLIENT_EXAMPLE = {
     "name": "match-server",
     "scopes": ["submit", "read"],

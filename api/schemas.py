@@ -327,8 +327,43 @@ class AssetListSchema(Schema):
     items = fields.List(fields.Nested(AssetSchema), required=True)
 
 
+LEDGER_CODE = r"^[a-z][a-z0-9_-]{1,31}$"
+
+
+class LedgerCode(fields.String):
+    """A ledger's code: ^[a-z][a-z0-9_-]{1,31}$."""
+
+    def __init__(self, metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(
+            validate=validate.Regexp(LEDGER_CODE, error="Must match ^[a-z][a-z0-9_-]{{1,31}}$."),
+            metadata={"pattern": LEDGER_CODE, "example": "space-miners-prod", **(metadata or {})},
+            **kwargs,
+        )
+
+
+class LedgerRequestSchema(Schema):
+    code = LedgerCode(required=True)
+    name = fields.String(required=True, validate=validate.Length(1, 100))
+
+
+class LedgerSchema(Schema):
+    code = fields.String(required=True)
+    name = fields.String(required=True)
+    created_at = fields.String(required=True)
+
+
+class LedgerListSchema(Schema):
+    items = fields.List(fields.Nested(LedgerSchema), required=True)
+
+
 class ClientRequestSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(1, 100))
+    ledger = LedgerCode(
+        metadata={
+            "description": "The ledger the client acts in (default: the caller's own). "
+            "Only the bootstrap key places a client in another ledger.",
+        }
+    )
     scopes = fields.List(
         fields.String(validate=validate.OneOf(["submit", "read", "admin"])),
         required=True,
@@ -345,6 +380,7 @@ class ClientRequestSchema(Schema):
 class ClientCreatedSchema(Schema):
     id = fields.String(required=True)
     name = fields.String(required=True)
+    ledger = fields.String(required=True)
     scopes = fields.List(fields.String(), required=True)
     callback_hosts = fields.List(fields.String(), required=True)
     api_key = fields.String(required=True, metadata={"description": "Shown once."})
@@ -368,6 +404,7 @@ class AssetReconciliationSchema(Schema):
 
 class ReconciliationSchema(Schema):
     ok = fields.Boolean(required=True)
+    ledger = fields.String(required=True)
     unbalanced_transactions = fields.List(fields.String(), required=True)
     assets = fields.List(fields.Nested(AssetReconciliationSchema), required=True)
 

@@ -217,9 +217,11 @@ def _batch_item(item: dict[str, Any], scopes: frozenset[str]) -> intake.Submissi
 def get_transaction(tx_id: uuid.UUID, wait: float) -> Any:
     """A transaction in its current state; ?wait=N (0-30 s) returns as soon as it is final"""
 
+    ledger_id = current_client().ledger_id
+
     def read() -> dict[str, Any] | None:
         with autocommit() as conn:  # a connection per read, none held while waiting
-            return reads.transaction(conn, tx_id)
+            return reads.transaction(conn, ledger_id, tx_id)
 
     resource = read()
     if resource is not None and resource["status"] == "pending" and wait > 0:
@@ -238,7 +240,8 @@ def callback_log(tx_id: uuid.UUID) -> Any:
     client = current_client()
     with autocommit() as conn:
         owner = conn.execute(
-            text("SELECT client_id FROM transactions WHERE id = :id"), {"id": tx_id}
+            text("SELECT client_id FROM transactions WHERE ledger_id = :ledger AND id = :id"),
+            {"ledger": client.ledger_id, "id": tx_id},
         ).scalar()
         if owner is None or (owner != client.id and "admin" not in client.scopes):
             raise ApiError(404, "not_found", f"There is no transaction {tx_id}.")
@@ -258,7 +261,8 @@ def callback_log(tx_id: uuid.UUID) -> Any:
 def find_by_key(idempotency_key: str) -> Any:
     """The calling client's transaction for an Idempotency-Key"""
     with autocommit() as conn:
-        resource = reads.transaction_by_key(conn, current_client().id, idempotency_key)
+        client = current_client()
+        resource = reads.transaction_by_key(conn, client.ledger_id, client.id, idempotency_key)
     if resource is None:
         raise ApiError(404, "not_found", "This client has no transaction with that key.")
     return _with_retry_after(resource)

@@ -6,7 +6,7 @@ import base64
 import binascii
 from typing import Any
 
-from api.auth import require
+from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, unknown_asset
 from api.schemas import ACCOUNT_PATTERN, HistoryPageSchema, HistoryQuerySchema, WalletSchema
@@ -36,7 +36,7 @@ def get_wallet(user_id: str) -> Any:
     balances: list[dict[str, Any]] = []
     if is_valid_user_id(user_id) or user_id in SYSTEM_ACCOUNTS:
         with autocommit() as conn:
-            balances = reads.wallet(conn, user_id)
+            balances = reads.wallet(conn, current_client().ledger_id, user_id)
     if not balances:
         raise _no_wallet(user_id)
     return {"user_id": user_id, "balances": balances}
@@ -46,7 +46,7 @@ def get_wallet(user_id: str) -> Any:
 @require("read")
 @blp.arguments(HistoryQuerySchema(), location="query", as_kwargs=True)
 @blp.response(200, HistoryPageSchema)
-@blp.secured(422)
+@blp.secured(404, 422)
 def wallet_history(
     user_id: str, limit: int, asset: str | None = None, cursor: str | None = None
 ) -> Any:
@@ -56,9 +56,10 @@ def wallet_history(
     # Checked before any query: an id no wallet can have (a NUL, a space) is not looked up.
     if not (system or is_valid_user_id(user_id)):
         raise _no_wallet(user_id)
+    ledger_id = current_client().ledger_id
     asset_id = None
     if asset is not None:
-        found = catalog.by_code(asset)
+        found = catalog.by_code(ledger_id, asset)
         if found is None:
             raise unknown_asset(asset)
         asset_id = found.id
@@ -67,11 +68,15 @@ def wallet_history(
     before = _decode_cursor(cursor, kind) if cursor else None
     with autocommit() as conn:
         if system:
-            items, next_key = reads.system_history(conn, user_id, asset_id, limit, before)
+            items, next_key = reads.system_history(
+                conn, ledger_id, user_id, asset_id, limit, before
+            )
         else:
-            items, next_key = reads.wallet_history(conn, user_id, asset_id, limit, before)
+            items, next_key = reads.wallet_history(
+                conn, ledger_id, user_id, asset_id, limit, before
+            )
         # Only an empty page asks: a full one already shows that the owner exists.
-        if not items and not reads.is_known(conn, user_id):
+        if not items and not reads.is_known(conn, ledger_id, user_id):
             raise _no_wallet(user_id)
     return {"items": items, "next_cursor": _encode_cursor(kind, next_key) if next_key else None}
 

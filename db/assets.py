@@ -18,7 +18,10 @@ SEEDED_ASSETS = (
 
 @dataclass(frozen=True)
 class Asset:
+    """A currency of one ledger: the same code in two ledgers is two assets."""
+
     id: int
+    ledger_id: int
     code: str
     name: str
 
@@ -28,18 +31,18 @@ class AssetExists(Exception):
 
 
 class AssetCatalog:
-    """Code <-> id lookups that reload from the database on a miss."""
+    """(ledger, code) <-> id lookups that reload from the database on a miss."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_code: dict[str, Asset] = {}
+        self._by_code: dict[tuple[int, str], Asset] = {}
         self._by_id: dict[int, Asset] = {}
 
-    def by_code(self, code: str) -> Asset | None:
-        asset = self._by_code.get(code)
+    def by_code(self, ledger_id: int, code: str) -> Asset | None:
+        asset = self._by_code.get((ledger_id, code))
         if asset is None:
             self.reload()
-            asset = self._by_code.get(code)
+            asset = self._by_code.get((ledger_id, code))
         return asset
 
     def by_id(self, asset_id: int) -> Asset:
@@ -49,16 +52,19 @@ class AssetCatalog:
             asset = self._by_id[asset_id]
         return asset
 
-    def all(self) -> list[Asset]:
+    def all(self, ledger_id: int) -> list[Asset]:
+        """The ledger's assets, by code."""
         self.reload()
-        return sorted(self._by_code.values(), key=lambda a: a.code)
+        return sorted(
+            (a for a in self._by_code.values() if a.ledger_id == ledger_id), key=lambda a: a.code
+        )
 
     def reload(self) -> None:
         with connect() as conn:
-            rows = conn.execute(text("SELECT id, code, name FROM assets")).all()
-        assets = [Asset(r.id, r.code, r.name) for r in rows]
+            rows = conn.execute(text("SELECT id, ledger_id, code, name FROM assets")).all()
+        assets = [Asset(r.id, r.ledger_id, r.code, r.name) for r in rows]
         with self._lock:
-            self._by_code = {a.code: a for a in assets}
+            self._by_code = {(a.ledger_id, a.code): a for a in assets}
             self._by_id = {a.id: a for a in assets}
 
     def clear(self) -> None:
@@ -69,15 +75,15 @@ class AssetCatalog:
 catalog = AssetCatalog()
 
 
-def create_asset(conn: Connection, code: str, name: str) -> Asset:
-    """Add an asset; raises AssetExists when the code is taken."""
+def create_asset(conn: Connection, ledger_id: int, code: str, name: str) -> Asset:
+    """Add an asset to a ledger; raises AssetExists when the ledger has the code."""
     row = conn.execute(
         text(
-            "INSERT INTO assets (code, name) VALUES (:code, :name) "
-            "ON CONFLICT (code) DO NOTHING RETURNING id, code, name"
+            "INSERT INTO assets (ledger_id, code, name) VALUES (:ledger, :code, :name) "
+            "ON CONFLICT (ledger_id, code) DO NOTHING RETURNING id, ledger_id, code, name"
         ),
-        {"code": code, "name": name},
+        {"ledger": ledger_id, "code": code, "name": name},
     ).first()
     if row is None:
         raise AssetExists(code)
-    return Asset(row.id, row.code, row.name)
+    return Asset(row.id, row.ledger_id, row.code, row.name)

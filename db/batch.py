@@ -115,7 +115,7 @@ def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[R
 
 
 PENDING = (
-    "SELECT t.id, t.seq, t.client_id, t.type, t.user_id, t.to_user_id, t.asset_id, "
+    "SELECT t.id, t.seq, t.ledger_id, t.client_id, t.type, t.user_id, t.to_user_id, t.asset_id, "
     "t.amount, t.reference_id, t.expires_at, t.reason, t.item_id, t.callback_url, "
     # `(partition <> :p) IS TRUE`, not `partition <> :p`: IS TRUE is not strict, so it
     # does not imply `partition IS NOT NULL` and cannot let the planner use the
@@ -123,11 +123,15 @@ PENDING = (
     # own index stops at the first foreign row: a busy payee costs one index step, not
     # its whole backlog.
     "t.created_at, LEAST("
-    "  (SELECT f.seq FROM transactions f WHERE f.to_user_id = t.user_id "
+    # A wallet is (ledger, user): the same user id in another ledger is someone else.
+    "  (SELECT f.seq FROM transactions f WHERE f.ledger_id = t.ledger_id "
+    "   AND f.to_user_id = t.user_id "
     "   AND f.status = 'pending' AND (f.partition <> :p) IS TRUE ORDER BY f.seq LIMIT 1), "
-    "  (SELECT f.seq FROM transactions f WHERE f.user_id = t.to_user_id "
+    "  (SELECT f.seq FROM transactions f WHERE f.ledger_id = t.ledger_id "
+    "   AND f.user_id = t.to_user_id "
     "   AND f.status = 'pending' AND (f.partition <> :p) IS TRUE ORDER BY f.seq LIMIT 1), "
-    "  (SELECT f.seq FROM transactions f WHERE f.to_user_id = t.to_user_id "
+    "  (SELECT f.seq FROM transactions f WHERE f.ledger_id = t.ledger_id "
+    "   AND f.to_user_id = t.to_user_id "
     "   AND f.status = 'pending' AND (f.partition <> :p) IS TRUE ORDER BY f.seq LIMIT 1)"
     ") AS foreign_seq "
     "FROM transactions t WHERE t.partition = :p AND t.status = 'pending' "
@@ -143,7 +147,8 @@ def due_holds(
     """Active holds of the partition whose time ran out at least `grace_seconds` ago."""
     return conn.execute(
         text(
-            "SELECT id, user_id, asset_id, amount, expires_at, hold_status FROM transactions "
+            "SELECT id, ledger_id, user_id, asset_id, amount, expires_at, hold_status "
+            "FROM transactions "
             "WHERE hold_status = 'active' AND partition = :p "
             "AND expires_at <= now() - make_interval(secs => :grace) "
             "ORDER BY expires_at LIMIT :n"
@@ -152,9 +157,12 @@ def due_holds(
     ).all()
 
 
-def foreign_pending(conn: Connection, partition: int, wallets: Iterable[str]) -> Sequence[Row[Any]]:
-    """Pending commands of *other* partitions that touch these wallets, as
-    (partition, wallet, first seq): transfers to them, and a payee's own commands."""
+def foreign_pending(
+    conn: Connection, partition: int, wallets: Iterable[tuple[int, str]]
+) -> Sequence[Row[Any]]:
+    """Pending commands of *other* partitions that touch these wallets, (ledger id,
+    user id) pairs, as (partition, wallet, first seq): transfers to them, and a payee's
+    own commands."""
     wallets = sorted(set(wallets))
     if not wallets:
         return []
@@ -163,14 +171,18 @@ def foreign_pending(conn: Connection, partition: int, wallets: Iterable[str]) ->
             # No condition on partition here: it would let the planner use the
             # partition index for these lookups (0004); own rows are dropped below.
             "SELECT partition, wallet, min(seq) AS seq FROM ("
-            "  SELECT partition, to_user_id AS wallet, seq FROM transactions "
-            "  WHERE status = 'pending' AND to_user_id = ANY(:w) "
+            "  SELECT t.partition, t.to_user_id AS wallet, t.seq FROM transactions t "
+            "  JOIN unnest(CAST(:l AS int[]), CAST(:w AS text[])) AS w(ledger_id, usr) "
+            "    ON t.ledger_id = w.ledger_id AND t.to_user_id = w.usr "
+            "  WHERE t.status = 'pending' "
             "  UNION ALL "
-            "  SELECT partition, user_id AS wallet, seq FROM transactions "
-            "  WHERE status = 'pending' AND user_id = ANY(:w)"
+            "  SELECT t.partition, t.user_id AS wallet, t.seq FROM transactions t "
+            "  JOIN unnest(CAST(:l AS int[]), CAST(:w AS text[])) AS w(ledger_id, usr) "
+            "    ON t.ledger_id = w.ledger_id AND t.user_id = w.usr "
+            "  WHERE t.status = 'pending'"
             ") found GROUP BY partition, wallet"
         ),
-        {"w": wallets},
+        {"l": [w[0] for w in wallets], "w": [w[1] for w in wallets]},
     ).all()
     return [row for row in rows if row.partition != partition]
 
@@ -179,8 +191,8 @@ def referenced(conn: Connection, ids: Iterable[uuid.UUID]) -> Sequence[Row[Any]]
     """Holds that captures and releases act on, and transactions that reversals undo."""
     return conn.execute(
         text(
-            "SELECT id, type, status, user_id, to_user_id, asset_id, amount, expires_at, "
-            "hold_status, reversed_by FROM transactions WHERE id = ANY(:ids)"
+            "SELECT id, ledger_id, type, status, user_id, to_user_id, asset_id, amount, "
+            "expires_at, hold_status, reversed_by FROM transactions WHERE id = ANY(:ids)"
         ),
         {"ids": list(ids)},
     ).all()
@@ -216,9 +228,13 @@ def create_missing_wallets(wallets: Iterable[tuple[str, int]]) -> None:
     with get_engine().begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO accounts (owner, asset_id) "
-                "SELECT * FROM unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) "
-                "ON CONFLICT (owner, asset_id, shard) DO NOTHING"
+                # The wallet's ledger is its asset's: the database says which.
+                "INSERT INTO accounts (ledger_id, owner, asset_id) "
+                "SELECT a.ledger_id, w.owner, w.asset_id "
+                "FROM unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) "
+                "AS w(owner, asset_id) "
+                "JOIN assets a ON a.id = w.asset_id "
+                "ON CONFLICT (ledger_id, owner, asset_id, shard) DO NOTHING"
             ),
             {"owners": [w[0] for w in wallets], "assets": [w[1] for w in wallets]},
         )
@@ -264,10 +280,11 @@ def system_shards(
         }
         conn.execute(
             text(
-                "INSERT INTO accounts (owner, asset_id, shard) "
-                "SELECT w.owner, w.asset_id, :shard "
+                "INSERT INTO accounts (ledger_id, owner, asset_id, shard) "
+                "SELECT a.ledger_id, w.owner, w.asset_id, :shard "
                 "FROM unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) "
-                "AS w(owner, asset_id) ON CONFLICT (owner, asset_id, shard) DO NOTHING"
+                "AS w(owner, asset_id) JOIN assets a ON a.id = w.asset_id "
+                "ON CONFLICT (ledger_id, owner, asset_id, shard) DO NOTHING"
             ),
             params,
         )
@@ -381,7 +398,8 @@ def reject_alone(conn: Connection, tx_id: uuid.UUID, code: str, message: str) ->
             "UPDATE transactions SET status = 'rejected', error_code = :code, "
             "error_message = :message, completed_at = now() "
             "WHERE id = :id AND status = 'pending' "
-            "RETURNING id, type, client_id, callback_url, created_at, user_id, to_user_id"
+            "RETURNING id, ledger_id, type, client_id, callback_url, created_at, user_id, "
+            "to_user_id"
         ),
         {"id": tx_id, "code": code, "message": message},
     ).first()

@@ -38,10 +38,12 @@ def record(
         payloads.append(json.dumps({"event": event, "data": resource}, separators=(",", ":")))
     conn.execute(
         text(
-            "INSERT INTO callback_deliveries (id, transaction_id, client_id, url, event, payload) "
-            "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:txs AS uuid[]), "
+            "INSERT INTO callback_deliveries "
+            "(id, transaction_id, client_id, url, event, payload, ledger_id) "
+            "SELECT u.*, t.ledger_id FROM unnest(CAST(:ids AS uuid[]), CAST(:txs AS uuid[]), "
             "CAST(:clients AS uuid[]), CAST(:urls AS text[]), CAST(:events AS text[]), "
-            "CAST(:payloads AS text[]))"
+            "CAST(:payloads AS text[])) AS u(id, tx, client, url, event, payload) "
+            "JOIN transactions t ON t.id = u.tx"
         ),
         {
             "ids": ids,

@@ -88,11 +88,18 @@ def _has_blank_or_control(url: str) -> bool:
 
 @dataclass(frozen=True)
 class Client:
+    """A caller of the API, as it acts in one request.
+
+    `ledger_id` is the ledger it acts in: a client's own, always; the bootstrap key
+    acts in `default` or in the ledger its request names (api.auth).
+    """
+
     id: uuid.UUID
     name: str
     scopes: frozenset[str]
     webhook_secret: str
     callback_hosts: tuple[str, ...]
+    ledger_id: int
 
     def allows_callback(self, url: str) -> bool:
         """An http(s) URL without credentials, whitespace or control characters whose
@@ -134,7 +141,7 @@ def hash_key(api_key: str) -> str:
 
 
 def create_client(
-    conn: Connection, name: str, scopes: list[str], callback_hosts: list[str]
+    conn: Connection, ledger_id: int, name: str, scopes: list[str], callback_hosts: list[str]
 ) -> NewClient:
     api_key = "wk_" + secrets.token_urlsafe(32)
     # Stored canonical, once each: what the response shows is what is matched.
@@ -145,14 +152,17 @@ def create_client(
         scopes=frozenset(scopes),
         webhook_secret="whsec_" + secrets.token_urlsafe(32),
         callback_hosts=tuple(callback_hosts),
+        ledger_id=ledger_id,
     )
     conn.execute(
         text(
-            "INSERT INTO api_clients (id, name, scopes, key_hash, webhook_secret, callback_hosts) "
-            "VALUES (:id, :name, :scopes, :key_hash, :secret, :hosts)"
+            "INSERT INTO api_clients "
+            "(id, ledger_id, name, scopes, key_hash, webhook_secret, callback_hosts) "
+            "VALUES (:id, :ledger, :name, :scopes, :key_hash, :secret, :hosts)"
         ),
         {
             "id": client.id,
+            "ledger": ledger_id,
             "name": name,
             "scopes": sorted(client.scopes),
             "key_hash": hash_key(api_key),
@@ -166,8 +176,8 @@ def create_client(
 def client_by_key_hash(conn: Connection, key_hash: str) -> Client | None:
     row = conn.execute(
         text(
-            "SELECT id, name, scopes, webhook_secret, callback_hosts FROM api_clients "
-            "WHERE key_hash = :h"
+            "SELECT id, ledger_id, name, scopes, webhook_secret, callback_hosts "
+            "FROM api_clients WHERE key_hash = :h"
         ),
         {"h": key_hash},
     ).first()
@@ -177,8 +187,8 @@ def client_by_key_hash(conn: Connection, key_hash: str) -> Client | None:
 def client_by_id(conn: Connection, client_id: uuid.UUID) -> Client | None:
     row = conn.execute(
         text(
-            "SELECT id, name, scopes, webhook_secret, callback_hosts FROM api_clients "
-            "WHERE id = :id"
+            "SELECT id, ledger_id, name, scopes, webhook_secret, callback_hosts "
+            "FROM api_clients WHERE id = :id"
         ),
         {"id": client_id},
     ).first()
@@ -189,8 +199,10 @@ def ensure_bootstrap_client(conn: Connection) -> None:
     """The row behind WALLET_ADMIN_KEY: every scope, no stored key, no callback hosts."""
     conn.execute(
         text(
-            "INSERT INTO api_clients (id, name, scopes, key_hash, webhook_secret, callback_hosts) "
-            "VALUES (:id, 'bootstrap', :scopes, NULL, :secret, '{}') ON CONFLICT (id) DO NOTHING"
+            "INSERT INTO api_clients "
+            "(id, ledger_id, name, scopes, key_hash, webhook_secret, callback_hosts) "
+            "VALUES (:id, 1, 'bootstrap', :scopes, NULL, :secret, '{}') "
+            "ON CONFLICT (id) DO NOTHING"
         ),
         {
             "id": BOOTSTRAP_CLIENT_ID,
@@ -207,4 +219,5 @@ def _client(row: Row[Any]) -> Client:
         scopes=frozenset(row.scopes),
         webhook_secret=row.webhook_secret,
         callback_hosts=tuple(row.callback_hosts),
+        ledger_id=row.ledger_id,
     )

@@ -19,6 +19,7 @@ from db.ids import uuid7
 class NewCommand:
     """A validated command, ready to be stored as a pending transaction."""
 
+    ledger_id: int
     client_id: uuid.UUID
     idempotency_key: str
     fingerprint: str
@@ -78,7 +79,11 @@ def record(
     seqs: list[int | None] = [None] * len(commands)
     order = sorted(
         range(len(commands)),
-        key=lambda i: (str(commands[i].client_id), commands[i].idempotency_key),
+        key=lambda i: (
+            commands[i].ledger_id,
+            str(commands[i].client_id),
+            commands[i].idempotency_key,
+        ),
     )
     if ordered and len(commands) > 1:
         seqs = list(
@@ -94,6 +99,7 @@ def record(
     params = {
         "id": [c.id for c in rows],
         "seq": [seqs[i] for i in order],
+        "ledger": [c.ledger_id for c in rows],
         "client": [c.client_id for c in rows],
         "key": [c.idempotency_key for c in rows],
         "fingerprint": [c.fingerprint for c in rows],
@@ -119,29 +125,31 @@ def record(
         if command.id in inserted:
             results.append(Recorded(inserted[command.id], created=True))
         else:
-            results.append(Recorded(existing[(command.client_id, command.idempotency_key)], False))
+            key = (command.ledger_id, command.client_id, command.idempotency_key)
+            results.append(Recorded(existing[key], False))
     return results
 
 
 INSERT = text(
     """
-    INSERT INTO transactions (id, seq, client_id, idempotency_key, fingerprint, type,
-        status, partition, user_id, to_user_id, asset_id, amount, reference_id, metadata,
-        reason, item_id, callback_url, expires_at)
+    INSERT INTO transactions (id, seq, ledger_id, client_id, idempotency_key, fingerprint,
+        type, status, partition, user_id, to_user_id, asset_id, amount, reference_id,
+        metadata, reason, item_id, callback_url, expires_at)
     SELECT c.id, coalesce(c.seq, nextval(pg_get_serial_sequence('transactions', 'seq'))),
-        c.client, c.key, c.fingerprint, c.type, 'pending', c.partition, c.usr, c.to_user,
+        c.ledger, c.client, c.key, c.fingerprint, c.type, 'pending', c.partition, c.usr, c.to_user,
         c.asset, c.amount, c.ref, CAST(c.metadata AS jsonb), c.reason, c.item, c.callback,
         -- the database's clock, like created_at: a hold's life is measured on one clock
         now() + make_interval(secs => c.expires_in)
-    FROM unnest(CAST(:id AS uuid[]), CAST(:seq AS bigint[]), CAST(:client AS uuid[]),
+    FROM unnest(CAST(:id AS uuid[]), CAST(:seq AS bigint[]), CAST(:ledger AS int[]),
+        CAST(:client AS uuid[]),
         CAST(:key AS text[]), CAST(:fingerprint AS text[]), CAST(:type AS text[]),
         CAST(:partition AS smallint[]), CAST(:user AS text[]), CAST(:to_user AS text[]),
         CAST(:asset AS int[]), CAST(:amount AS bigint[]), CAST(:ref AS uuid[]),
         CAST(:metadata AS text[]), CAST(:reason AS text[]), CAST(:item AS text[]),
         CAST(:callback AS text[]), CAST(:expires_in AS int[]))
-        AS c(id, seq, client, key, fingerprint, type, partition, usr, to_user, asset,
+        AS c(id, seq, ledger, client, key, fingerprint, type, partition, usr, to_user, asset,
              amount, ref, metadata, reason, item, callback, expires_in)
-    ON CONFLICT ON CONSTRAINT transactions_client_key_key DO NOTHING
+    ON CONFLICT ON CONSTRAINT transactions_ledger_client_key_key DO NOTHING
     RETURNING id, seq, created_at, expires_at
     """
 )
@@ -153,6 +161,7 @@ def _pending_row(command: NewCommand, returned: Row[Any]) -> SimpleNamespace:
     return SimpleNamespace(
         id=command.id,
         seq=returned.seq,
+        ledger_id=command.ledger_id,
         client_id=command.client_id,
         idempotency_key=command.idempotency_key,
         fingerprint=command.fingerprint,
@@ -181,16 +190,19 @@ def _pending_row(command: NewCommand, returned: Row[Any]) -> SimpleNamespace:
 
 def _existing(
     conn: Connection, commands: Sequence[NewCommand]
-) -> dict[tuple[uuid.UUID, str], Row[Any]]:
+) -> dict[tuple[int, uuid.UUID, str], Row[Any]]:
     rows = conn.execute(
         text(
             "SELECT t.* FROM transactions t "
-            "JOIN unnest(CAST(:clients AS uuid[]), CAST(:keys AS text[])) AS k(client_id, key) "
-            "ON t.client_id = k.client_id AND t.idempotency_key = k.key"
+            "JOIN unnest(CAST(:ledgers AS int[]), CAST(:clients AS uuid[]), "
+            "CAST(:keys AS text[])) AS k(ledger_id, client_id, key) "
+            "ON t.ledger_id = k.ledger_id AND t.client_id = k.client_id "
+            "AND t.idempotency_key = k.key"
         ),
         {
+            "ledgers": [c.ledger_id for c in commands],
             "clients": [str(c.client_id) for c in commands],
             "keys": [c.idempotency_key for c in commands],
         },
     ).all()
-    return {(row.client_id, row.idempotency_key): row for row in rows}
+    return {(row.ledger_id, row.client_id, row.idempotency_key): row for row in rows}

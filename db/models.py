@@ -16,6 +16,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -36,11 +37,31 @@ class Base(DeclarativeBase):
     pass
 
 
-class Asset(Base):
-    __tablename__ = "assets"
+class Ledger(Base):
+    """An isolated book: a game title, or one environment of it (0005)."""
+
+    __tablename__ = "ledgers"
+    __table_args__ = (
+        UniqueConstraint("code", name="ledgers_code_key"),
+        CheckConstraint("code ~ '^[a-z][a-z0-9_-]{1,31}$'", name="ledgers_code_format"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    code: Mapped[str] = mapped_column(Text, unique=True)
+    code: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+    __table_args__ = (
+        UniqueConstraint("ledger_id", "code", name="assets_ledger_code_key"),
+        UniqueConstraint("ledger_id", "id", name="assets_ledger_id_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    ledger_id: Mapped[int] = mapped_column(ForeignKey("ledgers.id"))
+    code: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
@@ -51,6 +72,7 @@ class ApiClient(Base):
     __tablename__ = "api_clients"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
+    ledger_id: Mapped[int] = mapped_column(ForeignKey("ledgers.id"))
     name: Mapped[str] = mapped_column(Text)
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
     # NULL for the bootstrap client, whose key lives in WALLET_ADMIN_KEY only.
@@ -70,7 +92,14 @@ class Account(Base):
 
     __tablename__ = "accounts"
     __table_args__ = (
-        UniqueConstraint("owner", "asset_id", "shard", name="accounts_owner_asset_shard_key"),
+        UniqueConstraint(
+            "ledger_id", "owner", "asset_id", "shard", name="accounts_ledger_owner_asset_shard_key"
+        ),
+        ForeignKeyConstraint(
+            ["ledger_id", "asset_id"],
+            ["assets.ledger_id", "assets.id"],
+            name="accounts_ledger_asset_fkey",
+        ),
         CheckConstraint("held >= 0", name="accounts_held_not_negative"),
         CheckConstraint(
             "owner LIKE '@%' OR (balance - held >= 0 AND shard = 0)",
@@ -80,8 +109,9 @@ class Account(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    ledger_id: Mapped[int] = mapped_column(Integer)
     owner: Mapped[str] = mapped_column(Text)
-    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    asset_id: Mapped[int] = mapped_column(Integer)
     shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     # numeric: a system shard sums all it ever issued; users are capped at 2^53-1.
     balance: Mapped[int] = mapped_column(Numeric(38, 0), server_default="0")
@@ -95,7 +125,20 @@ class Transaction(Base):
 
     __tablename__ = "transactions"
     __table_args__ = (
-        UniqueConstraint("client_id", "idempotency_key", name="transactions_client_key_key"),
+        UniqueConstraint(
+            "ledger_id", "client_id", "idempotency_key", name="transactions_ledger_client_key_key"
+        ),
+        UniqueConstraint("ledger_id", "id", name="transactions_ledger_id_key"),
+        ForeignKeyConstraint(
+            ["ledger_id", "asset_id"],
+            ["assets.ledger_id", "assets.id"],
+            name="transactions_ledger_asset_fkey",
+        ),
+        ForeignKeyConstraint(
+            ["ledger_id", "reference_id"],
+            ["transactions.ledger_id", "transactions.id"],
+            name="transactions_ledger_reference_fkey",
+        ),
         CheckConstraint(
             "type IN ('topup', 'bonus', 'spend', 'transfer', 'hold', 'capture', 'release', "
             "'reverse')",
@@ -122,22 +165,25 @@ class Transaction(Base):
             "expires_at",
             postgresql_where=text("hold_status = 'active'"),
         ),
-        Index("transactions_by_user", "user_id", "seq"),
+        Index("transactions_by_user", "ledger_id", "user_id", "seq"),
         # Pending commands by wallet: does another partition hold an earlier one?
         Index(
             "transactions_pending_by_user",
+            "ledger_id",
             "user_id",
             "seq",
             postgresql_where=text("status = 'pending' AND user_id IS NOT NULL"),
         ),
         Index(
             "transactions_pending_by_payee",
+            "ledger_id",
             "to_user_id",
             "seq",
             postgresql_where=text("status = 'pending' AND to_user_id IS NOT NULL"),
         ),
         Index(
             "transactions_by_payee",
+            "ledger_id",
             "to_user_id",
             "seq",
             postgresql_where=text("to_user_id IS NOT NULL"),
@@ -147,6 +193,7 @@ class Transaction(Base):
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     # Acceptance order. Commands of one partition are applied in this order.
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    ledger_id: Mapped[int] = mapped_column(Integer)
     client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_clients.id"))
     idempotency_key: Mapped[str] = mapped_column(Text)
     # SHA-256 of the canonical request: a replay with another body is refused.
@@ -156,10 +203,10 @@ class Transaction(Base):
     partition: Mapped[int] = mapped_column(SmallInteger)
     user_id: Mapped[str] = mapped_column(Text)
     to_user_id: Mapped[str | None] = mapped_column(Text)
-    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id"))
+    asset_id: Mapped[int] = mapped_column(Integer)
     amount: Mapped[int | None] = mapped_column(BigInteger)
     # The hold a capture or release acts on, or the transaction a reversal undoes.
-    reference_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("transactions.id"))
+    reference_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONB)
     reason: Mapped[str | None] = mapped_column(Text)
     item_id: Mapped[str | None] = mapped_column(Text)
@@ -213,12 +260,14 @@ class CallbackDelivery(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("callback_deliveries_by_transaction", "transaction_id"),
+        Index("callback_deliveries_by_ledger", "ledger_id", "status", "created_at"),
     )
 
     # The event id: the same for every attempt, so receivers can dedupe.
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
     transaction_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("transactions.id"))
     client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_clients.id"))
+    ledger_id: Mapped[int] = mapped_column(ForeignKey("ledgers.id"))
     url: Mapped[str] = mapped_column(Text)
     event: Mapped[str] = mapped_column(Text)
     payload: Mapped[str] = mapped_column(Text)

@@ -20,23 +20,28 @@ TRANSACTION_COLUMNS = (
 )
 
 
-def transaction(conn: Connection, tx_id: uuid.UUID) -> dict[str, Any] | None:
+def transaction(conn: Connection, ledger_id: int, tx_id: uuid.UUID) -> dict[str, Any] | None:
+    """A transaction of the ledger; one of another ledger does not exist here."""
     rows = conn.execute(
-        text(f"SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.id = :id"), {"id": tx_id}
+        text(
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions t "
+            "WHERE t.ledger_id = :ledger AND t.id = :id"
+        ),
+        {"ledger": ledger_id, "id": tx_id},
     ).all()
     found = resources(conn, rows)
     return found[0] if found else None
 
 
 def transaction_by_key(
-    conn: Connection, client_id: uuid.UUID, idempotency_key: str
+    conn: Connection, ledger_id: int, client_id: uuid.UUID, idempotency_key: str
 ) -> dict[str, Any] | None:
     rows = conn.execute(
         text(
-            f"SELECT {TRANSACTION_COLUMNS} FROM transactions t "
-            "WHERE t.client_id = :client AND t.idempotency_key = :key"
+            f"SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.ledger_id = :ledger "
+            "AND t.client_id = :client AND t.idempotency_key = :key"
         ),
-        {"client": client_id, "key": idempotency_key},
+        {"ledger": ledger_id, "client": client_id, "key": idempotency_key},
     ).all()
     found = resources(conn, rows)
     return found[0] if found else None
@@ -50,15 +55,16 @@ def transactions(conn: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, 
     return {uuid.UUID(r["id"]): r for r in resources(conn, rows)}
 
 
-def wallet(conn: Connection, owner: str) -> list[dict[str, Any]]:
-    """One balance per asset; a system account's shards are summed. Empty: no wallet."""
+def wallet(conn: Connection, ledger_id: int, owner: str) -> list[dict[str, Any]]:
+    """One balance per asset of the ledger; a system account's shards are summed.
+    Empty: no wallet."""
     rows = conn.execute(
         text(
             "SELECT asset_id, sum(balance) AS balance, sum(held) AS held, "
-            "max(updated_at) AS updated_at FROM accounts WHERE owner = :owner "
-            "GROUP BY asset_id"
+            "max(updated_at) AS updated_at FROM accounts "
+            "WHERE ledger_id = :ledger AND owner = :owner GROUP BY asset_id"
         ),
-        {"owner": owner},
+        {"ledger": ledger_id, "owner": owner},
     ).all()
     balances = [
         {
@@ -74,7 +80,12 @@ def wallet(conn: Connection, owner: str) -> list[dict[str, Any]]:
 
 
 def wallet_history(
-    conn: Connection, user_id: str, asset_id: int | None, limit: int, before_seq: int | None
+    conn: Connection,
+    ledger_id: int,
+    user_id: str,
+    asset_id: int | None,
+    limit: int,
+    before_seq: int | None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A page of the user's transactions, newest first, and the cursor of the next page.
 
@@ -85,13 +96,20 @@ def wallet_history(
     where += "AND t.asset_id = :asset " if asset_id is not None else ""
     rows = conn.execute(
         text(
-            f"(SELECT {TRANSACTION_COLUMNS} FROM transactions t WHERE t.user_id = :user {where}"
+            f"(SELECT {TRANSACTION_COLUMNS} FROM transactions t "
+            f"WHERE t.ledger_id = :ledger AND t.user_id = :user {where}"
             "ORDER BY t.seq DESC LIMIT :n) UNION "
             f"(SELECT {TRANSACTION_COLUMNS} FROM transactions t "
-            f"WHERE t.to_user_id = :user {where}ORDER BY t.seq DESC LIMIT :n) "
-            "ORDER BY seq DESC LIMIT :n"
+            f"WHERE t.ledger_id = :ledger AND t.to_user_id = :user {where}"
+            "ORDER BY t.seq DESC LIMIT :n) ORDER BY seq DESC LIMIT :n"
         ),
-        {"user": user_id, "before": before_seq, "asset": asset_id, "n": limit + 1},
+        {
+            "ledger": ledger_id,
+            "user": user_id,
+            "before": before_seq,
+            "asset": asset_id,
+            "n": limit + 1,
+        },
     ).all()
     next_seq = rows[limit - 1].seq if len(rows) > limit else None
     return resources(conn, rows[:limit]), next_seq
@@ -123,19 +141,27 @@ def system_history_statement(shards: int) -> str:
     )
 
 
-def system_shards(conn: Connection, owner: str, asset_id: int | None) -> list[int]:
-    """The account ids of a system account's shards (of one asset, or all)."""
+def system_shards(conn: Connection, ledger_id: int, owner: str, asset_id: int | None) -> list[int]:
+    """The account ids of a system account's shards (of one asset, or all) in a ledger."""
     where = "AND asset_id = :asset " if asset_id is not None else ""
     return list(
         conn.execute(
-            text(f"SELECT id FROM accounts WHERE owner = :owner {where}ORDER BY id"),
-            {"owner": owner, "asset": asset_id},
+            text(
+                "SELECT id FROM accounts WHERE ledger_id = :ledger AND owner = :owner "
+                f"{where}ORDER BY id"
+            ),
+            {"ledger": ledger_id, "owner": owner, "asset": asset_id},
         ).scalars()
     )
 
 
 def system_history(
-    conn: Connection, owner: str, asset_id: int | None, limit: int, before_entry: int | None
+    conn: Connection,
+    ledger_id: int,
+    owner: str,
+    asset_id: int | None,
+    limit: int,
+    before_entry: int | None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A page of the transactions that posted to a system account, newest entry first,
     and the entry id that starts the next page.
@@ -143,7 +169,7 @@ def system_history(
     A transaction posts to one shard of a system account at most (one partition's drain
     applies it and writes that partition's shard), so each entry is one transaction.
     """
-    shards = system_shards(conn, owner, asset_id)
+    shards = system_shards(conn, ledger_id, owner, asset_id)
     if not shards:
         return [], None
     params: dict[str, Any] = {f"a{i}": shard for i, shard in enumerate(shards)}
@@ -153,17 +179,20 @@ def system_history(
     return resources(conn, rows[:limit]), next_entry
 
 
-def is_known(conn: Connection, owner: str) -> bool:
-    """The owner has a wallet, or is the subject or payee of a transaction (its first
-    top-up may still be pending): whom a history may be asked of."""
+def is_known(conn: Connection, ledger_id: int, owner: str) -> bool:
+    """The owner has a wallet in the ledger, or is the subject or payee of one of its
+    transactions (its first top-up may still be pending): whom a history may be asked of."""
     return bool(
         conn.execute(
             text(
-                "SELECT EXISTS (SELECT 1 FROM accounts WHERE owner = :owner) "
-                "OR EXISTS (SELECT 1 FROM transactions WHERE user_id = :owner) "
-                "OR EXISTS (SELECT 1 FROM transactions WHERE to_user_id = :owner)"
+                "SELECT EXISTS (SELECT 1 FROM accounts WHERE ledger_id = :ledger "
+                "AND owner = :owner) "
+                "OR EXISTS (SELECT 1 FROM transactions WHERE ledger_id = :ledger "
+                "AND user_id = :owner) "
+                "OR EXISTS (SELECT 1 FROM transactions WHERE ledger_id = :ledger "
+                "AND to_user_id = :owner)"
             ),
-            {"owner": owner},
+            {"ledger": ledger_id, "owner": owner},
         ).scalar_one()
     )
 

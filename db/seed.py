@@ -16,7 +16,7 @@ from db import intake
 from db.assets import SEEDED_ASSETS
 from db.clients import BOOTSTRAP_CLIENT_ID, ensure_bootstrap_client
 from db.engine import connect
-from ledger import SYSTEM_ACCOUNTS, partition_of
+from ledger import DEFAULT_LEDGER_ID, SYSTEM_ACCOUNTS, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +30,37 @@ def seed(conn: Connection, partitions: int) -> list[intake.Recorded]:
     """Create what a fresh service needs; returns the opening top-ups (new or replayed)."""
     for code, name in SEEDED_ASSETS:
         conn.execute(
-            text("INSERT INTO assets (code, name) VALUES (:c, :n) ON CONFLICT (code) DO NOTHING"),
-            {"c": code, "n": name},
+            text(
+                "INSERT INTO assets (ledger_id, code, name) VALUES (:l, :c, :n) "
+                "ON CONFLICT (ledger_id, code) DO NOTHING"
+            ),
+            {"l": DEFAULT_LEDGER_ID, "c": code, "n": name},
         )
     ensure_bootstrap_client(conn)
     conn.execute(
         text(
-            "INSERT INTO accounts (owner, asset_id, shard) "
-            "SELECT o.owner, a.id, s.shard FROM unnest(CAST(:owners AS text[])) AS o(owner) "
+            "INSERT INTO accounts (ledger_id, owner, asset_id, shard) "
+            "SELECT a.ledger_id, o.owner, a.id, s.shard "
+            "FROM unnest(CAST(:owners AS text[])) AS o(owner) "
             "CROSS JOIN assets a CROSS JOIN generate_series(0, :last) AS s(shard) "
-            "ON CONFLICT (owner, asset_id, shard) DO NOTHING"
+            "WHERE a.ledger_id = :l "
+            "ON CONFLICT (ledger_id, owner, asset_id, shard) DO NOTHING"
         ),
-        {"owners": list(SYSTEM_ACCOUNTS), "last": partitions - 1},
+        {"owners": list(SYSTEM_ACCOUNTS), "last": partitions - 1, "l": DEFAULT_LEDGER_ID},
     )
-    asset_ids = {code: id_ for code, id_ in conn.execute(text("SELECT code, id FROM assets"))}
+    asset_ids = {
+        code: id_
+        for code, id_ in conn.execute(
+            text("SELECT code, id FROM assets WHERE ledger_id = :l"), {"l": DEFAULT_LEDGER_ID}
+        )
+    }
     commands = []
     for user_id, balances in OPENING_BALANCES.items():
         for code, amount in balances.items():
             fields = {"user_id": user_id, "asset": code, "amount": amount}
             commands.append(
                 intake.NewCommand(
+                    ledger_id=DEFAULT_LEDGER_ID,
                     client_id=BOOTSTRAP_CLIENT_ID,
                     idempotency_key=f"seed:opening:{user_id}:{code}",
                     fingerprint=intake.fingerprint("topup", fields),

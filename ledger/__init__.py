@@ -5,6 +5,7 @@ Standard library only (a test enforces it): everything here is pure and fast to 
 
 from ledger.accounts import (
     ASSET_CODE_PATTERN,
+    DEFAULT_LEDGER_ID,
     MAX_AMOUNT,
     PROMOTIONS,
     REVENUE,
@@ -36,6 +37,7 @@ from ledger.postings import Direction, Posting, check_balanced, residual, transf
 
 __all__ = [
     "ASSET_CODE_PATTERN",
+    "DEFAULT_LEDGER_ID",
     "MAX_AMOUNT",
     "PROMOTIONS",
     "REVENUE",

@@ -45,9 +45,16 @@ def is_valid_user_id(user_id: str) -> bool:
     return USER_ID.fullmatch(user_id) is not None and not is_system(user_id)
 
 
-def partition_of(user_id: str, partitions: int) -> int:
+# The ledger every service has; its wallets hash as they did before there were ledgers,
+# so a wallet's pending commands and its new ones share a partition across the upgrade.
+DEFAULT_LEDGER_ID = 1
+
+
+def partition_of(user_id: str, partitions: int, ledger_id: int = DEFAULT_LEDGER_ID) -> int:
     """The partition that owns a wallet: stable across processes and restarts.
 
-    zlib.crc32, not hash(): Python randomises str hashes per process.
+    The same player id in two ledgers is two wallets, which may land in different
+    partitions. zlib.crc32, not hash(): Python randomises str hashes per process.
     """
-    return zlib.crc32(user_id.encode("utf-8")) % partitions
+    key = user_id if ledger_id == DEFAULT_LEDGER_ID else f"{ledger_id}/{user_id}"
+    return zlib.crc32(key.encode("utf-8")) % partitions

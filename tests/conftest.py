@@ -92,6 +92,7 @@ def _forget_process_state() -> None:
     from api.auth import clear_cache
     from db.assets import catalog
     from db.engine import reset_engine
+    from db.ledgers import ledgers
     from worker import doorbell
 
     settings.load.cache_clear()
@@ -99,4 +100,5 @@ def _forget_process_state() -> None:
     longpoll._client = None
     reset_engine()
     catalog.clear()
+    ledgers.clear()
     clear_cache()

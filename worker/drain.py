@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,8 @@ INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, DisconnectionError, P
 # Seconds after expires_at before the drain expires a hold (see _apply).
 HOLD_EXPIRY_GRACE_SECONDS = 2.0
 HOLD_CHECK_SECONDS = 1.0
+# A wallet as the ordering rules see it: (ledger id, user id).
+WalletKey = tuple[int, str]
 
 
 @dataclass
@@ -79,8 +82,8 @@ class BatchResult:
     callbacks: list[uuid.UUID] = field(default_factory=list)
     # Other partitions to ring after the commit (commands waiting on, or blocking, ours).
     ring: set[int] = field(default_factory=set)
-    # Wallets the batch changed or left waiting (by owner).
-    wallets: set[str] = field(default_factory=set)
+    # Wallets the batch changed or left waiting, as (ledger id, user id).
+    wallets: set[WalletKey] = field(default_factory=set)
 
     def merge(self, other: BatchResult) -> None:
         self.finished.extend(other.finished)
@@ -177,7 +180,7 @@ def apply_batch(partition: int, limit: int, expire_holds: bool = True) -> BatchR
     return result
 
 
-def waiting_partitions(partition: int, wallets: set[str]) -> set[int]:
+def waiting_partitions(partition: int, wallets: set[WalletKey]) -> set[int]:
     """After a commit: the other partitions whose commands wait on these wallets.
 
     Asked of the database after the commit, so a command that arrives later sees this
@@ -221,21 +224,27 @@ def _apply(
             return None
         return BatchResult(wallets=waiting_wallets)
 
-    book = Book()
-    _load_references(conn, book, ready)
+    # One book per ledger: a partition holds wallets of several ledgers, and the same
+    # user id and asset code in two ledgers are two accounts (the book keys by code).
+    books: dict[int, Book] = defaultdict(Book)
+    _load_references(conn, books, ready)
     for hold in due:
-        book.holds[str(hold.id)] = _hold_state(hold)
+        books[hold.ledger_id].holds[str(hold.id)] = _hold_state(hold)
     store.create_missing_wallets(_wallets_credited(ready))
-    locked = store.lock_wallets(conn, _wallets_touched(ready, book, due))
+    # Every wallet of every ledger in one statement: the one lock order (ascending id).
+    locked = store.lock_wallets(conn, _wallets_touched(ready, books, due))
     for (owner, asset_id), account in locked.items():
-        book.wallets[AccountRef(owner, catalog.by_id(asset_id).code)] = Wallet(
+        asset = catalog.by_id(asset_id)
+        books[asset.ledger_id].wallets[AccountRef(owner, asset.code)] = Wallet(
             int(account.balance), account.held
         )
-    outcomes = [book.execute(str(row.id), command_of(row), row.created_at) for row in ready]
+    outcomes = [
+        books[row.ledger_id].execute(str(row.id), command_of(row), row.created_at) for row in ready
+    ]
     for hold in due:
-        book.expire(str(hold.id))
+        books[hold.ledger_id].expire(str(hold.id))
 
-    write = _batch_write(conn, partition, ready, outcomes, book, locked)
+    write = _batch_write(conn, partition, ready, outcomes, books, locked)
     store.write(conn, write)
     callbacks = outbox.record(
         conn, [(r.id, r.client_id, r.callback_url) for r in ready if r.callback_url]
@@ -271,9 +280,11 @@ def _due_holds(conn: Any, partition: int) -> Sequence[Row[Any]]:
 _holds_checked: dict[int, float] = {}
 
 
-def _wallets(row: Row[Any]) -> set[str]:
+def _wallets(row: Row[Any]) -> set[WalletKey]:
     """The wallets a command reads or writes: its subject, and a payee if it has one."""
-    return {row.user_id, row.to_user_id} if row.to_user_id else {row.user_id}
+    if row.to_user_id:
+        return {(row.ledger_id, row.user_id), (row.ledger_id, row.to_user_id)}
+    return {(row.ledger_id, row.user_id)}
 
 
 def command_of(row: Row[Any]) -> Command:
@@ -297,8 +308,9 @@ def command_of(row: Row[Any]) -> Command:
     return Reverse(str(row.reference_id), row.reason or "")
 
 
-def _load_references(conn: Any, book: Book, rows: Sequence[Row[Any]]) -> None:
-    """Put into the book the holds and originals that the batch's commands refer to."""
+def _load_references(conn: Any, books: dict[int, Book], rows: Sequence[Row[Any]]) -> None:
+    """Put into each ledger's book the holds and originals its commands refer to (the
+    intake found them in the command's own ledger; the foreign key keeps it so)."""
     ids = {row.reference_id for row in rows if row.reference_id is not None}
     if not ids:
         return
@@ -306,6 +318,7 @@ def _load_references(conn: Any, book: Book, rows: Sequence[Row[Any]]) -> None:
     completed = [r.id for r in referenced if r.status == "completed"]
     entries = store.entries_of(conn, completed)
     for ref in referenced:
+        book = books[ref.ledger_id]
         asset = catalog.by_id(ref.asset_id).code
         if ref.type == CommandType.HOLD and ref.hold_status is not None:
             book.holds[str(ref.id)] = _hold_state(ref)
@@ -332,19 +345,25 @@ def _hold_state(row: Row[Any]) -> HoldState:
 
 
 def _wallets_touched(
-    rows: Sequence[Row[Any]], book: Book, due: Sequence[Row[Any]]
+    rows: Sequence[Row[Any]], books: dict[int, Book], due: Sequence[Row[Any]]
 ) -> set[tuple[str, int]]:
-    """Every user wallet the batch may read or write, as (owner, asset id)."""
+    """Every user wallet the batch may read or write, as (owner, asset id): an asset id
+    names its ledger too."""
     touched = {(row.user_id, row.asset_id) for row in rows}
     touched |= {(row.to_user_id, row.asset_id) for row in rows if row.to_user_id}
     touched |= {(hold.user_id, hold.asset_id) for hold in due}
-    for record in book.records.values():
-        for posting in record.postings:
-            if not posting.account.is_system:
-                asset = catalog.by_code(posting.account.asset)
-                assert asset is not None
-                touched.add((posting.account.owner, asset.id))
+    for ledger_id, book in books.items():
+        for record in book.records.values():
+            for posting in record.postings:
+                if not posting.account.is_system:
+                    touched.add((posting.account.owner, _asset_id(ledger_id, posting.account)))
     return touched
+
+
+def _asset_id(ledger_id: int, account: AccountRef) -> int:
+    asset = catalog.by_code(ledger_id, account.asset)
+    assert asset is not None, f"no asset {account.asset} in ledger {ledger_id}"
+    return asset.id
 
 
 def _wallets_credited(rows: Sequence[Row[Any]]) -> set[tuple[str, int]]:
@@ -359,25 +378,24 @@ def _batch_write(
     partition: int,
     rows: Sequence[Row[Any]],
     outcomes: Sequence[Applied | Any],
-    book: Book,
+    books: dict[int, Book],
     locked: dict[tuple[str, int], store.AccountRow],
 ) -> store.BatchWrite:
-    """Translate the book's decisions into rows: account ids, statuses, hold states."""
+    """Translate the books' decisions into rows: account ids, statuses, hold states."""
     write = store.BatchWrite()
     asset_ids = {row.asset_id for row in rows}
     shards = store.system_shards(conn, partition, SYSTEM_ACCOUNTS, asset_ids) if asset_ids else {}
 
-    def account_id(account: AccountRef) -> int:
-        asset = catalog.by_code(account.asset)
-        assert asset is not None
+    def account_id(ledger_id: int, account: AccountRef) -> int:
+        asset_id = _asset_id(ledger_id, account)
         if account.is_system:
-            return shards[(account.owner, asset.id)]
-        return locked[(account.owner, asset.id)].id
+            return shards[(account.owner, asset_id)]
+        return locked[(account.owner, asset_id)].id
 
     for row, outcome in zip(rows, outcomes, strict=True):
         if isinstance(outcome, Applied):
             for posting in outcome.postings:
-                target = account_id(posting.account)
+                target = account_id(row.ledger_id, posting.account)
                 write.entries.append((row.id, target, posting.amount))
                 if posting.account.is_system:
                     write.system_deltas[target] = (
@@ -390,18 +408,19 @@ def _batch_write(
                     None,
                     None,
                     outcome.balance_after,
-                    _final_amount(row, outcome, book),
+                    _final_amount(row, outcome, books[row.ledger_id]),
                 )
             )
         else:
             write.outcomes.append(
                 (row.id, "rejected", outcome.code.value, outcome.message, None, None)
             )
-    for account in book.changed_wallets:
-        wallet = book.wallets[account]
-        write.wallets.append((account_id(account), wallet.balance, wallet.held))
-    write.hold_statuses = {uuid.UUID(k): v.value for k, v in book.hold_changes.items()}
-    write.reversals = {uuid.UUID(k): uuid.UUID(v) for k, v in book.reversals.items()}
+    for ledger_id, book in books.items():
+        for account in book.changed_wallets:
+            wallet = book.wallets[account]
+            write.wallets.append((account_id(ledger_id, account), wallet.balance, wallet.held))
+        write.hold_statuses.update({uuid.UUID(k): v.value for k, v in book.hold_changes.items()})
+        write.reversals.update({uuid.UUID(k): uuid.UUID(v) for k, v in book.reversals.items()})
     return write
 
 

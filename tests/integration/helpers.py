@@ -12,7 +12,7 @@ from api import intake
 from db import reads
 from db.clients import BOOTSTRAP_CLIENT_ID, Client, client_by_id
 from db.engine import connect
-from ledger import CommandType, partition_of
+from ledger import DEFAULT_LEDGER_ID, CommandType, partition_of
 from tests.support import unique
 from worker.drain import drain
 
@@ -50,7 +50,7 @@ def transaction(tx_id: str) -> dict[str, Any]:
     import uuid
 
     with connect() as conn:
-        found = reads.transaction(conn, uuid.UUID(tx_id))
+        found = reads.transaction(conn, DEFAULT_LEDGER_ID, uuid.UUID(tx_id))
     assert found is not None
     return found
 
@@ -68,7 +68,7 @@ def statuses(ids: list[str]) -> Counter[tuple[str, str | None]]:
 
 def wallet(user: str, asset: str = "GOLD_COINS") -> dict[str, Any]:
     with connect() as conn:
-        return next(b for b in reads.wallet(conn, user) if b["asset"] == asset)
+        return next(b for b in reads.wallet(conn, DEFAULT_LEDGER_ID, user) if b["asset"] == asset)
 
 
 def balance(user: str, asset: str = "GOLD_COINS") -> int:

@@ -14,7 +14,7 @@ from api import intake
 from db import callbacks as outbox
 from db.clients import create_client
 from db.engine import connect
-from ledger import CommandType
+from ledger import DEFAULT_LEDGER_ID, CommandType
 from tests.integration.helpers import drain_all, transaction
 from tests.receiver import Receiver, valid_signature
 from tests.support import unique
@@ -31,7 +31,9 @@ def receiver():
 @pytest.fixture
 def game(receiver):
     with connect() as conn:
-        created = create_client(conn, "game", ["submit", "read"], [receiver.host])
+        created = create_client(
+            conn, DEFAULT_LEDGER_ID, "game", ["submit", "read"], [receiver.host]
+        )
     return created.client
 
 
@@ -160,7 +162,9 @@ def test_a_callback_to_a_registered_ipv6_host_port_is_accepted_and_delivered(rin
     try:
         assert server.url == f"http://[::1]:{server.port}/hooks/wallet"
         with connect() as conn:
-            client = create_client(conn, "v6", ["submit", "read"], [server.host]).client
+            client = create_client(
+                conn, DEFAULT_LEDGER_ID, "v6", ["submit", "read"], [server.host]
+            ).client
         tx_id = submit_with_callback(client, server)
         drain_all()
         assert callbacks.deliver(delivery_of(tx_id).id) == "delivered"
@@ -172,7 +176,7 @@ def test_a_callback_to_a_registered_ipv6_host_port_is_accepted_and_delivered(rin
 
 def test_a_callback_url_of_any_port_on_a_registered_ipv6_host_is_accepted(rings):
     with connect() as conn:
-        client = create_client(conn, "v6-any", ["submit"], ["[::1]"]).client
+        client = create_client(conn, DEFAULT_LEDGER_ID, "v6-any", ["submit"], ["[::1]"]).client
     for url in ("http://[::1]:9/hook", "https://[0:0::1]/hook"):
         fields = {"user_id": unique(), "asset": "GOLD_COINS", "amount": 1, "callback_url": url}
         accepted = intake.submit(client, intake.Submission(CommandType.TOPUP, unique("k"), fields))

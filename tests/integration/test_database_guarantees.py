@@ -14,6 +14,7 @@ from db.clients import BOOTSTRAP_CLIENT_ID
 from db.engine import connect, get_engine
 from db.models import Base
 from db.reconciliation import report
+from ledger import DEFAULT_LEDGER_ID
 from tests.integration.conftest import post
 from tests.integration.helpers import drain_all
 from tests.support import unique
@@ -96,9 +97,10 @@ def test_one_transaction_per_client_and_idempotency_key():
         "key": unique("key"),
     }
     insert = text(
-        "INSERT INTO transactions (id, client_id, idempotency_key, fingerprint, type, partition, "
-        "user_id, asset_id, amount) SELECT :id, :client, :key, 'f', 'topup', 0, 'u', id, 1 "
-        "FROM assets LIMIT 1"
+        "INSERT INTO transactions (id, ledger_id, client_id, idempotency_key, fingerprint, "
+        "type, partition, user_id, asset_id, amount) "
+        "SELECT :id, ledger_id, :client, :key, 'f', 'topup', 0, 'u', id, 1 "
+        "FROM assets WHERE ledger_id = 1 LIMIT 1"
     )
     with connect() as conn:
         conn.execute(insert, {**row, "id": uuid.uuid4()})
@@ -123,7 +125,7 @@ def test_reconciliation_reports_a_cached_balance_that_disagrees_with_entries(cli
         conn.execute(
             text("UPDATE accounts SET balance = balance + 1 WHERE owner = :u"), {"u": user}
         )
-        found = report(conn)
+        found = report(conn, DEFAULT_LEDGER_ID)
         tx.rollback()
     gold = next(a for a in found["assets"] if a["asset"] == "GOLD_COINS")
     assert found["ok"] is False

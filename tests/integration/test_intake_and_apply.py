@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from api import intake
 from db.clients import BOOTSTRAP_CLIENT_ID
-from ledger import CommandType, partition_of
+from ledger import DEFAULT_LEDGER_ID, CommandType, partition_of
 from tests.integration.conftest import ADMIN, post
 from tests.integration.helpers import drain_all
 from tests.support import unique
@@ -113,4 +113,4 @@ def test_concurrent_duplicates_make_one_transaction_per_key_applied_once(databas
     with connect() as conn:
         from db import reads
 
-        assert reads.wallet(conn, user)[0]["balance"] == 150
+        assert reads.wallet(conn, DEFAULT_LEDGER_ID, user)[0]["balance"] == 150

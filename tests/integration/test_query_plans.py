@@ -14,7 +14,7 @@ from api import intake
 from db import batch as store
 from db import reads
 from db.engine import connect
-from ledger import CommandType
+from ledger import DEFAULT_LEDGER_ID, CommandType
 from tests.integration.helpers import bootstrap, drain_all, users_in_distinct_partitions
 from tests.support import unique
 
@@ -97,7 +97,7 @@ def test_a_system_account_history_reads_each_shard_backwards_by_its_entries_inde
     with connect() as conn:
         conn.execute(text("ANALYZE accounts"))
         conn.execute(text("ANALYZE ledger_entries"))
-        shards = reads.system_shards(conn, "@treasury", None)
+        shards = reads.system_shards(conn, DEFAULT_LEDGER_ID, "@treasury", None)
     params = {f"a{i}": shard for i, shard in enumerate(shards)}
     params.update(before=reads.NO_ENTRY_YET, n=51)
     nodes = plan_nodes(reads.system_history_statement(len(shards)), params)

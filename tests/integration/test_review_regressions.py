@@ -15,7 +15,7 @@ from api import intake
 from db import batch as store
 from db.assets import catalog, create_asset
 from db.engine import connect, get_engine
-from ledger import MAX_AMOUNT, CommandType, partition_of
+from ledger import DEFAULT_LEDGER_ID, MAX_AMOUNT, CommandType, partition_of
 from tests.integration.conftest import ADMIN
 from tests.integration.helpers import (
     Drainers,
@@ -192,7 +192,7 @@ def test_system_shards_do_not_overflow_when_issuance_passes_2_to_the_63(rings):
     """1,100 top-ups of 2^53-1 in one partition: @treasury's shard passes -2^63."""
     code = "BIG_" + uuid.uuid4().hex[:6].upper()
     with connect() as conn:
-        create_asset(conn, code, "Big")
+        create_asset(conn, DEFAULT_LEDGER_ID, code, "Big")
     catalog.clear()
     users = []
     while len(users) < 1100:

@@ -78,7 +78,7 @@ def test_callback_hosts_entries_are_accepted_in_canonical_form(entry, canonical)
 
 
 def _client(*hosts):
-    return Client(uuid.uuid4(), "game", frozenset({"submit"}), "whsec_x", tuple(hosts))
+    return Client(uuid.uuid4(), "game", frozenset({"submit"}), "whsec_x", tuple(hosts), 1)
 
 
 @pytest.mark.parametrize(

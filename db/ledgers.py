@@ -1,0 +1,82 @@
+"""Ledgers: isolated books in one service (a game title, or one of its environments).
+
+A ledger owns its assets, wallets, system accounts, transactions, holds, clients and
+callbacks; every row of those carries its `ledger_id`, and every query that reads or
+locks them names it. The ledger `default` (id 1) always exists (migration 0005).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, text
+
+from db.engine import connect
+from ledger import DEFAULT_LEDGER_ID
+
+DEFAULT_LEDGER_CODE = "default"
+LEDGER_CODE_PATTERN = r"^[a-z][a-z0-9_-]{1,31}$"
+
+
+@dataclass(frozen=True)
+class Ledger:
+    id: int
+    code: str
+    name: str
+    created_at: datetime
+
+
+class LedgerExists(Exception):
+    pass
+
+
+def create_ledger(conn: Connection, code: str, name: str) -> Ledger:
+    """Add a ledger; raises LedgerExists when the code is taken. It starts empty."""
+    row = conn.execute(
+        text(
+            "INSERT INTO ledgers (code, name) VALUES (:code, :name) "
+            "ON CONFLICT (code) DO NOTHING RETURNING id, code, name, created_at"
+        ),
+        {"code": code, "name": name},
+    ).first()
+    if row is None:
+        raise LedgerExists(code)
+    return Ledger(row.id, row.code, row.name, row.created_at)
+
+
+def all_ledgers(conn: Connection) -> list[Ledger]:
+    rows = conn.execute(text("SELECT id, code, name, created_at FROM ledgers ORDER BY id")).all()
+    return [Ledger(r.id, r.code, r.name, r.created_at) for r in rows]
+
+
+class LedgerCatalog:
+    """Code -> ledger lookups, cached per process: ledgers are few and never change
+    (they are not renamed or deleted), so a hit never needs checking."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_code: dict[str, Ledger] = {}
+
+    def by_code(self, code: str) -> Ledger | None:
+        found = self._by_code.get(code)
+        if found is None:
+            with connect() as conn:
+                ledgers = all_ledgers(conn)
+            with self._lock:
+                self._by_code = {ledger.code: ledger for ledger in ledgers}
+            found = self._by_code.get(code)
+        return found
+
+    def default(self) -> Ledger:
+        found = self.by_code(DEFAULT_LEDGER_CODE)
+        assert found is not None and found.id == DEFAULT_LEDGER_ID, "migration 0005 not applied"
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._by_code = {}
+
+
+ledgers = LedgerCatalog()
