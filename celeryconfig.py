@@ -4,10 +4,12 @@ Why each setting matters is in DESIGN.md; the short version is beside each line.
 """
 
 import settings
+from worker import connections
 
 _settings = settings.load()
 
-broker_url = _settings.redis_url
+# REDIS_URL, or the master of a Sentinel set (REDIS_SENTINELS): see worker.connections.
+broker_url = connections.broker_url(_settings)
 broker_connection_retry_on_startup = True
 broker_transport_options = {
     # Far above any task's run time: an unacknowledged message is redelivered only
@@ -15,6 +17,7 @@ broker_transport_options = {
     "visibility_timeout": 3600,
     "socket_connect_timeout": 5,
     "socket_timeout": 10,
+    **connections.broker_transport_options(_settings),
 }
 
 # Acknowledge after the task ran, and requeue the message if the worker process dies:

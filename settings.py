@@ -19,6 +19,10 @@ DATA_DIR = Path(os.environ.get("WALLET_DATA_DIR", ROOT / ".data"))
 class Settings:
     database_url: str
     redis_url: str
+    # Redis through Sentinel (instead of redis_url when set): the sentinels' addresses
+    # and the name of the master they watch.
+    redis_sentinels: tuple[tuple[str, int], ...]
+    redis_sentinel_master: str | None
     admin_key: str | None
     partitions: int
     port: int
@@ -35,9 +39,14 @@ def load() -> Settings:
     """The settings, read from the environment once per process (a request must not pay
     for a dozen environment lookups). Tests that change the environment call
     `load.cache_clear()`."""
+    sentinels = _addresses(os.environ.get("REDIS_SENTINELS", ""))
+    if sentinels and not os.environ.get("REDIS_SENTINEL_MASTER"):
+        raise ValueError("REDIS_SENTINELS is set: REDIS_SENTINEL_MASTER must name the master")
     return Settings(
         database_url=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/wallet"),
         redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        redis_sentinels=sentinels,
+        redis_sentinel_master=os.environ.get("REDIS_SENTINEL_MASTER") or None,
         admin_key=os.environ.get("WALLET_ADMIN_KEY") or None,
         partitions=int(os.environ.get("WALLET_PARTITIONS", "8")),
         port=int(os.environ.get("PORT", "8000")),
@@ -46,3 +55,12 @@ def load() -> Settings:
         drain_batch_size=int(os.environ.get("WALLET_DRAIN_BATCH", "500")),
         sweep_after_seconds=float(os.environ.get("WALLET_SWEEP_AFTER", "3")),
     )
+
+
+def _addresses(value: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` as pairs; a port-less host means Sentinel's 26379."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        host, _, port = item.rpartition(":") if ":" in item else (item, "", "26379")
+        pairs.append((host.strip("[]"), int(port)))
+    return tuple(pairs)

@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from worker.doorbell import connect_redis
+from worker.connections import connect_redis
 from worker.notify import channel
 
 POLL_SECONDS = 0.25

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 from kombu.exceptions import KombuError
 
-import settings
+from worker.connections import connect_redis
 from worker.metrics import DOORBELL_FAILURES
 from worker.routing import queue_name
 
@@ -62,11 +62,6 @@ def redis_client() -> redis.Redis:
             if _client is None:
                 _client = connect_redis(socket_timeout=2, health_check_interval=30)
     return _client
-
-
-def connect_redis(**options: Any) -> redis.Redis:
-    """A Redis client for REDIS_URL that fails fast when Redis does not answer."""
-    return redis.Redis.from_url(settings.load().redis_url, socket_connect_timeout=1, **options)
 
 
 def ring(partition: int, force: bool = False) -> bool:
