@@ -9,8 +9,10 @@ from typing import Any
 from flask import Flask, Response, json
 from marshmallow import ValidationError
 from redis import RedisError
-from sqlalchemy.exc import DataError, DBAPIError, OperationalError, TimeoutError
+from sqlalchemy.exc import DataError, OperationalError, TimeoutError
 from werkzeug.exceptions import HTTPException
+
+from db.engine import is_unavailable
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,9 @@ def _database_down(error: Exception) -> Response:
 
 
 def _unexpected(error: Exception) -> Response:
-    if isinstance(error, DBAPIError) and error.connection_invalidated:
+    # Every other way a failover shows (a demoted primary's "read-only transaction", a
+    # connection invalidated mid-statement, a raw driver error): still 503, not 500.
+    if is_unavailable(error):
         return _database_down(error)
     log.exception("unexpected error")
     return problem_response(ApiError(500, "internal_error", "An unexpected error occurred."))

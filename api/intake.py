@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Row, text
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import OperationalError
 
 import settings
 from api.errors import ApiError, unavailable, unknown_asset
@@ -23,12 +22,9 @@ from api.metrics import COMMANDS_ACCEPTED
 from db import intake, reads
 from db.assets import catalog
 from db.clients import Client
-from db.engine import autocommit
+from db.engine import autocommit, is_unavailable
 from ledger import REVERSIBLE, CommandType, partition_of
 from worker import doorbell
-
-# The database is unreachable: every request of a batch gets its own 503.
-INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, PoolTimeout)
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ def submit(client: Client, submission: Submission) -> Accepted:
     GroupCommit): each is answered once its own batch is durable.
     """
     result = _group.accept(client, submission)
-    if isinstance(result, INFRASTRUCTURE_ERRORS):
+    if isinstance(result, BaseException) and is_unavailable(result):
         raise unavailable("database")  # a fresh error per request, not one shared by all
     if isinstance(result, BaseException):
         raise result
@@ -174,9 +170,9 @@ class GroupCommit:
     def _commit(self, batch: list[_Waiting]) -> list[Accepted | BaseException]:
         try:
             return list(accept([(w.client, w.submission) for w in batch], ordered=False))
-        except INFRASTRUCTURE_ERRORS as error:
-            return [error] * len(batch)  # the database is unreachable: 503 for all
         except Exception as error:
+            if is_unavailable(error):
+                return [error] * len(batch)  # the database is unreachable: 503 for all
             if len(batch) == 1:
                 return [error]
             # Something in one command broke the shared statement: it must fail only

@@ -13,28 +13,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg2
+import psycopg2.errors
 import psycopg2.extras
-from sqlalchemy import Connection, Engine, create_engine
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 import settings
+from db.urls import sqlalchemy_url
 
 _lock = threading.Lock()
 _engine: Engine | None = None
 _autocommit_engine: Engine | None = None
 _sessions: sessionmaker[Session] | None = None
-
-
-def sqlalchemy_url(url: str) -> str:
-    """DATABASE_URL as SQLAlchemy should read it: always through psycopg2.
-
-    SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; this service uses psycopg2.
-    """
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg2")
-    return parsed.render_as_string(hide_password=False)
 
 
 def get_engine() -> Engine:
@@ -54,12 +48,67 @@ def get_engine() -> Engine:
     return _engine
 
 
+def is_unavailable(error: BaseException) -> bool:
+    """True when `error` means "the database cannot take this now", not "this request is
+    wrong": the server is down or restarting, the link broke, the pool is exhausted, or
+    the server reached is not (or no longer) the primary, as in a failover's window.
+
+    The one answer used by the API's error handlers (503 with Retry-After), the intake
+    (503 for every request of a batch) and the drain (leave the commands pending rather
+    than reject one as poison). Follows `__cause__`, so wrapped errors count too.
+    """
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 5:
+        if isinstance(current, OperationalError | InterfaceError | DisconnectionError):
+            return True
+        if isinstance(current, PoolTimeout):
+            return True
+        if isinstance(current, DBAPIError):
+            if current.connection_invalidated:
+                return True
+            current = current.orig
+            continue
+        if isinstance(current, psycopg2.OperationalError | psycopg2.InterfaceError):
+            return True
+        if _is_failover_error(current):
+            return True
+        current, seen = current.__cause__, seen + 1
+    return False
+
+
+# SQLSTATEs that mean the server cannot serve writes at all right now: a standby or a
+# demoted primary (read_only_sql_transaction), a server shutting down or starting
+# (operator_intervention 57P01..57P05), a broken connection (class 08).
+_FAILOVER_SQLSTATES = ("25006", "57P01", "57P02", "57P03", "57P04", "57P05")
+
+
+_FAILOVER_ERRORS = tuple(psycopg2.errors.lookup(code) for code in _FAILOVER_SQLSTATES)
+
+
+def _is_failover_error(error: BaseException) -> bool:
+    if isinstance(error, _FAILOVER_ERRORS):
+        return True
+    code = getattr(error, "pgcode", None)
+    return isinstance(error, psycopg2.Error) and isinstance(code, str) and code.startswith("08")
+
+
+def _invalidate_on_failover(context: ExceptionContext) -> None:
+    """A connection that reached a server which is no longer the primary stays useless:
+    SQLAlchemy only drops connections whose errors look like disconnects, and "read-only
+    transaction" from a demoted primary does not. Marked as one, the pool is emptied and
+    the next checkout asks libpq again, which (target_session_attrs=read-write) finds
+    the new primary: the pool recovers without a restart."""
+    if not context.is_disconnect and _is_failover_error(context.original_exception):
+        context.is_disconnect = True
+
+
 def _create(pool_size: int, **options: Any) -> Engine:
     # Sized so that every process of the stack together stays under the server's
     # max_connections (300): the API's two pools serve its threads, a worker's serve
     # its partitions. WALLET_DB_POOL_SIZE overrides both.
     size = int(os.environ.get("WALLET_DB_POOL_SIZE", str(pool_size)))
-    return create_engine(
+    engine = create_engine(
         sqlalchemy_url(settings.load().database_url),
         pool_size=size,
         max_overflow=size,
@@ -85,6 +134,8 @@ def _create(pool_size: int, **options: Any) -> Engine:
         },
         **options,
     )
+    event.listen(engine, "handle_error", _invalidate_on_failover)
+    return engine
 
 
 def session() -> Session:

@@ -1,16 +1,18 @@
 """`python -m stack <command>`: the service's processes, started the way a user starts them.
 
   run            everything: embedded PostgreSQL and Redis unless DATABASE_URL / REDIS_URL
-                 are set, generated secrets unless set, migrations and seed, then the API,
-                 the partition workers, the callbacks worker, beat and Flower, supervised
-                 until Ctrl-C (servers this command started are stopped again)
+                 (or REDIS_SENTINELS) are set, generated secrets unless set, migrations
+                 and seed, then the API, the partition workers, the callbacks worker,
+                 beat and Flower, supervised until Ctrl-C (servers this command started
+                 are stopped again)
   workers        only the partition workers and the callbacks worker, supervised
   migrate        migrations and seed only
   services       start the embedded servers (for the URLs that are unset), print
                  DATABASE_URL=... and REDIS_URL=..., and leave them running
   stop-services  stop the embedded servers of the data folder
 
-Environment: DATABASE_URL, REDIS_URL, WALLET_ADMIN_KEY, FLOWER_BASIC_AUTH,
+Environment: DATABASE_URL (one host or libpq's host1:port1,host2:port2), REDIS_URL or
+REDIS_SENTINELS + REDIS_SENTINEL_MASTER, WALLET_ADMIN_KEY, FLOWER_BASIC_AUTH,
 WALLET_PARTITIONS (8), WALLET_WORKER_PROCESSES (2), PORT (8000),
 FLOWER_PORT (5555), WALLET_DATA_DIR (.data), PROMETHEUS_MULTIPROC_DIR (<data>/metrics).
 """
@@ -27,9 +29,9 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
 import settings
+from db import urls
 from stack import commands
 from stack.ports import accepts_connections, port_is_free
 from stack.secrets import ensure_secrets
@@ -98,6 +100,7 @@ def services() -> int:
     urls = {
         name: os.environ.get(name) or start(settings.DATA_DIR)[1]
         for name, start in _EMBEDDED.items()
+        if os.environ.get(name) or not _configured(name)
     }
     for name, url in urls.items():
         print(f"{name}={url}", flush=True)
@@ -146,7 +149,7 @@ def _stack() -> Iterator[Stack]:
     started: list[EmbeddedServer] = []
     try:
         for name, start in _EMBEDDED.items():
-            if not os.environ.get(name):
+            if not _configured(name):
                 server, os.environ[name] = start(data_dir)
                 started += [server] if server.started else []
         # Into our own environment, which the children inherit: settings.load() then
@@ -209,6 +212,14 @@ _EMBEDDED: dict[str, Callable[[Path], tuple[EmbeddedServer, str]]] = {
 }
 
 
+def _configured(name: str) -> bool:
+    """Whether the environment says where this server is (so none is embedded): Redis
+    may be given as a Sentinel set instead of REDIS_URL."""
+    if name == "REDIS_URL" and os.environ.get("REDIS_SENTINELS"):
+        return True
+    return bool(os.environ.get(name))
+
+
 def _worker_commands(config: settings.Settings) -> list[commands.Command]:
     processes = int(os.environ.get("WALLET_WORKER_PROCESSES") or 0) or None
     return [*commands.partition_workers(config.partitions, processes), commands.callbacks_worker()]
@@ -238,6 +249,8 @@ def _reset_metrics(metrics_dir: Path) -> None:
 
 
 def _banner(stack: Stack) -> str:
+    from worker import connections
+
     config = stack.settings
     user, _, password = (config.flower_basic_auth or "").partition(":")
     api = f"http://127.0.0.1:{config.port}"
@@ -248,7 +261,7 @@ def _banner(stack: Stack) -> str:
         ("Admin key", config.admin_key or ""),
         ("Data", str(stack.data_dir)),
         ("PostgreSQL", _without_password(config.database_url)),
-        ("Redis", _without_password(config.redis_url)),
+        ("Redis", _without_password(connections.describe(config))),
     ]
     rule = "=" * 78
     body = "\n".join(f"  {label:<11} {value}" for label, value in rows)
@@ -256,10 +269,7 @@ def _banner(stack: Stack) -> str:
 
 
 def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+    return urls.without_password(url)  # the one masking, for several hosts too
 
 
 def _say(message: str) -> None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
 import settings
+from db import urls
 from stack import embedded
 
 TEST_DATA = settings.DATA_DIR / "test"
@@ -30,7 +30,7 @@ class Servers:
     redis: str  # URL without a database number
 
     def database(self, name: str) -> str:
-        return make_url(self.postgres).set(database=name).render_as_string(hide_password=False)
+        return urls.with_database(self.postgres, name)  # one host or several
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import settings
 from db import batch as store
 from db import callbacks as outbox
 from db.assets import catalog
-from db.engine import autocommit
+from db.engine import autocommit, is_unavailable
 from db.uow import UnitOfWork
 from ledger import (
     SYSTEM_ACCOUNTS,
@@ -172,9 +172,9 @@ def apply_batch(partition: int, limit: int, expire_holds: bool = True) -> BatchR
             if result is None:
                 return BatchResult()
             uow.commit()
-    except INFRASTRUCTURE_ERRORS:
-        raise
     except Exception as error:
+        if is_unavailable(error):  # not this batch's fault: leave it pending
+            raise
         raise BatchFailed([row.id for row in rows], error) from error
     result.ring |= waiting_partitions(partition, result.wallets)
     return result

@@ -12,12 +12,11 @@ from typing import Any
 import redis
 from celery.signals import worker_ready
 from kombu.exceptions import KombuError
-from sqlalchemy.exc import OperationalError
 
 import settings
 from db import batch as store
 from db import callbacks as outbox
-from db.engine import connect
+from db.engine import connect, is_unavailable
 from worker import callbacks, doorbell
 from worker.app import app
 from worker.drain import BatchResult, drain
@@ -91,7 +90,7 @@ def apply_partition(partition: int) -> None:
     except Exception as error:
         # Never leave the flag behind a failed chain: rings would only push bells.
         doorbell.release(partition)
-        if isinstance(error, OperationalError):
+        if is_unavailable(error):
             log.warning("partition %s not drained: database unavailable: %s", partition, error)
         else:
             log.exception("partition %s: the drain failed", partition)
