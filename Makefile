@@ -13,13 +13,14 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-e2e lint bench services \
+.PHONY: help install run test test-unit test-integration test-e2e test-ha lint bench services \
 	stop-services clean
 
 help:
 	@echo "make run               the whole service: API, workers, beat, Flower (Ctrl-C stops it)"
 	@echo "make test              every test (unit, integration, end-to-end)"
 	@echo "make test-unit | test-integration | test-e2e"
+	@echo "make test-ha           failovers: PostgreSQL primary and Redis master killed under load"
 	@echo "make lint              ruff check, ruff format --check, mypy on ledger/"
 	@echo "make bench             the benchmark, against a running stack"
 	@echo "make services          start embedded PostgreSQL and Redis, print their URLs"
@@ -49,6 +50,12 @@ test-integration: install
 
 test-e2e: install
 	$(PY) -m pytest tests/e2e $(ARGS)
+
+# Also part of `make test`. Needs Debian's pg_auto_failover and Redis Sentinel (installed
+# by scripts/install-test-tools as root), or the tests skip loudly.
+test-ha: install
+	@scripts/install-test-tools
+	$(PY) -m pytest tests/ha -m ha $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

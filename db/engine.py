@@ -98,9 +98,15 @@ def _invalidate_on_failover(context: ExceptionContext) -> None:
     SQLAlchemy only drops connections whose errors look like disconnects, and "read-only
     transaction" from a demoted primary does not. Marked as one, the pool is emptied and
     the next checkout asks libpq again, which (target_session_attrs=read-write) finds
-    the new primary: the pool recovers without a restart."""
+    the new primary: the pools recover without a restart."""
     if not context.is_disconnect and _is_failover_error(context.original_exception):
         context.is_disconnect = True
+    if context.is_disconnect:
+        # This process's other pool holds connections to the same server: empty it too,
+        # or its first statement after a failover (a read, long after) fails as well.
+        for engine in (_engine, _autocommit_engine):
+            if engine is not None and engine is not context.engine:
+                engine.dispose()
 
 
 def _create(pool_size: int, **options: Any) -> Engine:
