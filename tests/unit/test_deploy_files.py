@@ -164,3 +164,112 @@ def _env(compose: dict[str, Any], service: str) -> dict[str, str]:
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
     return {key: str(value) for key, value in env.items()}
+
+
+# --- docker-compose.ha.yml: the same application on pg_auto_failover and Redis Sentinel.
+
+PG_NODES = ("pg-node1", "pg-node2")
+REDIS_REPLICAS = ("redis-replica1", "redis-replica2")
+SENTINELS = ("sentinel1", "sentinel2", "sentinel3")
+HA_BACKENDS = ("pg-monitor", *PG_NODES, "redis-master", *REDIS_REPLICAS, *SENTINELS)
+
+
+@pytest.fixture(scope="module")
+def compose_ha() -> dict[str, Any]:
+    loaded = yaml.safe_load((ROOT / "docker-compose.ha.yml").read_text())
+    services: dict[str, Any] = loaded["services"]
+    return services
+
+
+def test_ha_file_has_every_backend_and_application_service(compose_ha: dict[str, Any]) -> None:
+    assert set(compose_ha) == {*HA_BACKENDS, *APP_SERVICES}
+
+
+def test_ha_application_services_run_what_the_plain_file_runs(
+    compose: dict[str, Any], compose_ha: dict[str, Any]
+) -> None:
+    for service in APP_SERVICES:
+        assert _command(compose_ha, service) == _command(compose, service), service
+        assert compose_ha[service]["image"] == compose[service]["image"]
+    data_dir = Path(_env(compose_ha, "beat")["WALLET_DATA_DIR"])
+    assert _command(compose_ha, "beat") == commands.beat(data_dir / "celerybeat-schedule").argv
+
+
+def test_ha_database_url_names_both_nodes_and_wants_the_writable_one(
+    compose_ha: dict[str, Any],
+) -> None:
+    from db import urls
+
+    environments = [_env(compose_ha, name) for name in APP_SERVICES]
+    assert all(env == environments[0] for env in environments)
+    env = environments[0]
+    assert "REDIS_URL" not in env
+    parsed = urls.parse(env["DATABASE_URL"])
+    assert parsed.hosts == tuple((node, 5432) for node in PG_NODES)
+    assert dict(parsed.query) == {"target_session_attrs": "read-write"}
+    assert parsed.database == "wallet"
+    # The URL the stack cannot start without: SQLAlchemy must be able to read it.
+    assert "host=pg-node1" in urls.sqlalchemy_url(env["DATABASE_URL"])
+    for node in PG_NODES:
+        argv = _command(compose_ha, node)
+        assert argv[:3] == ["pg_autoctl", "create", "postgres"]
+        assert _option(argv, "--hostname") == node
+        assert _option(argv, "--dbname") == parsed.database
+        assert _option(argv, "--monitor").startswith("postgres://autoctl_node@pg-monitor:5432/")
+        assert "--run" in argv
+    assert _command(compose_ha, "pg-monitor")[:3] == ["pg_autoctl", "create", "monitor"]
+
+
+def test_ha_redis_is_found_through_three_sentinels_watching_the_master(
+    compose_ha: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _env(compose_ha, "api")
+    monkeypatch.setenv("REDIS_SENTINELS", env["REDIS_SENTINELS"])
+    monkeypatch.setenv("REDIS_SENTINEL_MASTER", env["REDIS_SENTINEL_MASTER"])
+    settings.load.cache_clear()
+    try:
+        config = settings.load()
+    finally:
+        monkeypatch.undo()
+        settings.load.cache_clear()
+    assert config.redis_sentinels == tuple((name, 26379) for name in SENTINELS)
+    for sentinel in SENTINELS:
+        script = _command(compose_ha, sentinel)[-1]
+        monitor = re.search(r"sentinel monitor (\S+) (\S+) (\d+) (\d+)", script)
+        assert monitor is not None
+        assert monitor.groups() == (config.redis_sentinel_master, "redis-master", "6379", "2")
+        assert "port 26379" in script
+    master = compose_ha["redis-master"]["command"]
+    assert master == [
+        "redis-server",
+        *[a for k, v in REDIS_SETTINGS.items() for a in (f"--{k}", v)],
+    ]
+    for replica in REDIS_REPLICAS:
+        assert compose_ha[replica]["command"] == [*master, "--replicaof", "redis-master", "6379"]
+
+
+def test_ha_startup_order(compose_ha: dict[str, Any]) -> None:
+    assert compose_ha["migrate"]["restart"] == "no"
+    assert compose_ha["migrate"]["depends_on"]["pg-node1"]["condition"] == "service_healthy"
+    for service in ("api", "worker", "beat", "flower"):
+        condition = compose_ha[service]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully"
+    assert compose_ha["pg-node2"]["depends_on"]["pg-node1"]["condition"] == "service_healthy"
+    for backend in ("pg-monitor", *PG_NODES, "redis-master", *SENTINELS):
+        assert "healthcheck" in compose_ha[backend], backend
+
+
+def test_ha_postgres_image_brings_pg_auto_failover_for_postgresql_15(
+    compose_ha: dict[str, Any],
+) -> None:
+    dockerfile = compose_ha["pg-monitor"]["build"]["dockerfile"]
+    text = (ROOT / dockerfile).read_text()
+    assert re.search(r"^FROM postgres:15$", text, re.MULTILINE)
+    assert "postgresql-15-auto-failover" in text
+    assert re.findall(r"^USER (\S+)$", text, re.MULTILINE)[-1] == "postgres"
+    for node in ("pg-monitor", *PG_NODES):
+        assert compose_ha[node]["build"]["dockerfile"] == dockerfile
+
+
+def _option(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
