@@ -190,12 +190,27 @@ class Processes:
         ]
 
 
-def owned_temp_dir(prefix: str, user: str) -> Path:
+def run_as() -> str | None:
+    """The user PostgreSQL runs as: `postgres` when we are root (it refuses root),
+    else ourselves (None: no switch)."""
+    return PG_USER if os.geteuid() == 0 else None
+
+
+def user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def owned_temp_dir(prefix: str, user: str | None) -> Path:
     """A fresh folder under the system's temp folder, owned by `user` (pytest's own
     temporary folders sit under root's, which other users cannot enter)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
-    account = pwd.getpwnam(user)
-    os.chown(path, account.pw_uid, account.pw_gid)
+    if user is not None:
+        account = pwd.getpwnam(user)
+        os.chown(path, account.pw_uid, account.pw_gid)
     path.chmod(0o755)
     return path
 
@@ -227,10 +242,11 @@ class PgAutoFailover:
         require("pg_autoctl", "postgresql-15-auto-failover")
         if not (PG_BIN / "postgres").exists():
             require(str(PG_BIN / "postgres"), "postgresql-15")
-        try:
-            pwd.getpwnam(PG_USER)
-        except KeyError:
-            require("a postgres system user", "postgresql-common")
+        if run_as() is not None:
+            try:
+                pwd.getpwnam(PG_USER)
+            except KeyError:
+                require("a postgres system user", "postgresql-common")
 
     def start(self, dbname: str, timeout: float = 60) -> None:
         self.monitor_port, *ports = free_ports(3)
@@ -359,7 +375,7 @@ class PgAutoFailover:
         }
 
     def _as_pg(self, name: str) -> dict[str, Any]:
-        return {"env": self._env(name), "user": PG_USER, "cwd": self.root}
+        return {"env": self._env(name), "user": run_as(), "cwd": self.root}
 
     def _initdb(self, name: str, settings: dict[str, str]) -> Path:
         """A data folder made by initdb (trust on loopback), with our settings in
@@ -439,6 +455,8 @@ class PgAutoFailover:
 
 
 def _chown(path: Path) -> None:
+    if run_as() is None:
+        return
     account = pwd.getpwnam(PG_USER)
     os.chown(path, account.pw_uid, account.pw_gid)
 

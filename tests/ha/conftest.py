@@ -19,7 +19,11 @@ pytestmark = pytest.mark.ha
 @pytest.fixture
 def processes() -> Iterator[clusters.Processes]:
     """Everything this test starts; stopped (and checked gone) when it ends."""
-    root = clusters.owned_temp_dir("wallet-ha-", clusters.PG_USER)
+    # Owned by the user PostgreSQL runs as, when it is one of the things started here.
+    user = clusters.run_as()
+    if user is not None and not clusters.user_exists(user):
+        user = None  # no postgres user: PgAutoFailover.require_tools skips its tests
+    root = clusters.owned_temp_dir("wallet-ha-", user)
     try:
         with clusters.processes_in(root) as started:
             yield started
