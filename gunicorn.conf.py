@@ -10,6 +10,8 @@ about a third as many commands per second on the same machine (see the README).
 
 import os
 
+import logs
+
 bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gthread, with problem+json for the errors gunicorn answers itself and 100 Continue
@@ -23,6 +25,12 @@ keepalive = 30
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
+# JSON lines on stderr, like every process (logs.py). The application logs one line per
+# request itself (api/observability.py, with the request id and the route); gunicorn's
+# access log, which would repeat it, stays quiet unless GUNICORN_ACCESSLOG asks for it.
+logconfig_dict = logs.dict_config("api")
+if not accesslog:
+    logconfig_dict["loggers"]["gunicorn.access"]["level"] = "WARNING"
 # Each worker builds its own app, engine and Redis clients after the fork.
 preload_app = False
 # gunicorn's control socket defaults to one path per user: two stacks on one machine

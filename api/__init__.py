@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
-from api import admin, assets, errors, ops, transactions, wallets
+from api import admin, assets, errors, observability, operators, ops, transactions, wallets
 from api.edge import MAX_BODY_BYTES, HttpEdge
 from api.openapi import WalletApi
 
@@ -32,7 +32,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     api = WalletApi(app)
-    for blueprint in (transactions.blp, wallets.blp, assets.blp, admin.blp):
+    for blueprint in (transactions.blp, wallets.blp, assets.blp, admin.blp, operators.blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(ops.blp)
 
@@ -43,4 +43,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # After Api(app): our handlers replace flask-smorest's JSON error handler.
     errors.register(app)
     app.wsgi_app = HttpEdge(app.wsgi_app)  # type: ignore[method-assign]
+    # Outside the edge: its own answers are logged and counted too.
+    observability.install(app)
     return app

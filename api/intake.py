@@ -34,6 +34,8 @@ class Submission:
     kind: CommandType
     idempotency_key: str
     fields: dict[str, Any]
+    # The X-Request-Id of the request that carried it: stored, and logged by the drain.
+    request_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ def _command(
         "callback_url": fields.get("callback_url"),
         "reason": fields.get("reason"),
         "item_id": fields.get("item_id"),
+        "request_id": submission.request_id,
     }
     if kind in (CommandType.CAPTURE, CommandType.RELEASE, CommandType.REVERSE):
         reference_id = fields["hold_id" if kind is not CommandType.REVERSE else "transaction_id"]

@@ -416,3 +416,94 @@ class ProblemSchema(Schema):
     detail = fields.String(required=True)
     code = fields.String(required=True)
     errors = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+
+
+# -- operators -------------------------------------------------------------------------
+
+
+class PartitionSchema(Schema):
+    partition = fields.Integer(required=True)
+    pending = fields.Integer(required=True, metadata={"description": "Commands not yet applied."})
+    oldest_pending_age_s = fields.Float(
+        allow_none=True,
+        required=True,
+        metadata={"description": "Seconds since the oldest pending command was accepted."},
+    )
+    consumers = fields.Integer(
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "Live workers consuming the partition's queue (Celery's control "
+            "API, cached a few seconds); null when the broker cannot be asked."
+        },
+    )
+    stalled = fields.Boolean(
+        allow_none=True,
+        required=True,
+        metadata={"description": "Pending commands and no consumer; null if consumers unknown."},
+    )
+    last_drain_at = fields.String(
+        allow_none=True, required=True, metadata={"description": "When its last batch committed."}
+    )
+
+
+class PartitionsSchema(Schema):
+    items = fields.List(fields.Nested(PartitionSchema), required=True)
+    consumers_counted_at = fields.String(
+        allow_none=True, required=True, metadata={"description": "When the census was taken."}
+    )
+    broker = fields.String(required=True, metadata={"description": "ok, or unreachable."})
+
+
+class AdminTransactionQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(["pending", "completed", "rejected"]))
+    type = fields.String(validate=validate.OneOf([t.value for t in CommandType]))
+    user_id = fields.String(validate=validate.Length(1, 128))
+    asset = AssetCode()
+    created_from = fields.AwareDateTime(
+        metadata={"description": "RFC 3339 with an offset; created at or after this instant."}
+    )
+    created_to = fields.AwareDateTime(
+        metadata={"description": "RFC 3339 with an offset; created before this instant."}
+    )
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    cursor = fields.String()
+
+    @validates_schema
+    def _window(self, data: dict[str, Any], **_: Any) -> None:
+        start, end = data.get("created_from"), data.get("created_to")
+        if start is not None and end is not None and start >= end:
+            raise ValidationError("Must be after created_from.", "created_to")
+
+
+class CallbackQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(["failed", "pending", "delivered"]))
+    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
+    cursor = fields.String()
+
+
+class CallbackDeliverySchema(Schema):
+    event_id = fields.String(required=True, metadata={"description": "Wallet-Event-Id"})
+    transaction_id = fields.String(required=True)
+    url = fields.String(required=True)
+    event = fields.String(required=True)
+    status = fields.String(
+        required=True, validate=validate.OneOf(["pending", "delivered", "failed"])
+    )
+    attempts = fields.Integer(required=True)
+    last_error = fields.String(allow_none=True)
+    next_attempt_at = fields.String(allow_none=True)
+    created_at = fields.String(required=True)
+    delivered_at = fields.String(allow_none=True)
+
+
+class CallbackPageSchema(Schema):
+    items = fields.List(fields.Nested(CallbackDeliverySchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class RedeliverySchema(Schema):
+    event_id = fields.String(required=True)
+    transaction_id = fields.String(required=True)
+    status = fields.String(required=True)
+    next_attempt_at = fields.String(allow_none=True)

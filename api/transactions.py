@@ -16,6 +16,7 @@ from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, validation_error
 from api.openapi import BATCH_EXAMPLE, COMMAND_EXAMPLES, header_refs
+from api.observability import request_id
 from api.schemas import (
     COMMAND_SCHEMAS,
     IDEMPOTENCY_KEY,
@@ -121,7 +122,8 @@ def _command_view(kind: CommandType) -> Callable[..., Any]:
     def view(fields: dict[str, Any], key: str, **path: uuid.UUID) -> Any:
         if reference is not None:
             fields[reference] = path[reference]
-        return respond(intake.submit(current_client(), intake.Submission(kind, key, fields)))
+        submission = intake.Submission(kind, key, fields, request_id())
+        return respond(intake.submit(current_client(), submission))
 
     view.__name__ = f"submit_{kind.value}"
     view.__doc__ = f"Submit a {kind.value} command"
@@ -201,7 +203,7 @@ def _batch_item(item: dict[str, Any], scopes: frozenset[str]) -> intake.Submissi
         return validation_error(errors)
     if reference is not None:
         loaded[reference] = ref_value
-    return intake.Submission(kind, key, loaded)
+    return intake.Submission(kind, key, loaded, request_id())
 
 
 @blp.route("/<uuid:tx_id>", methods=["GET"])

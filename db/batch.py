@@ -117,6 +117,7 @@ def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[R
 PENDING = (
     "SELECT t.id, t.seq, t.ledger_id, t.client_id, t.type, t.user_id, t.to_user_id, t.asset_id, "
     "t.amount, t.reference_id, t.expires_at, t.reason, t.item_id, t.callback_url, "
+    "t.request_id, "
     # `(partition <> :p) IS TRUE`, not `partition <> :p`: IS TRUE is not strict, so it
     # does not imply `partition IS NOT NULL` and cannot let the planner use the
     # partition index for these lookups (0004). ORDER BY seq LIMIT 1 on the lookup's

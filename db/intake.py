@@ -35,6 +35,7 @@ class NewCommand:
     item_id: str | None = None
     callback_url: str | None = None
     expires_in: int | None = None
+    request_id: str | None = None
     id: uuid.UUID = field(default_factory=uuid7)
 
 
@@ -115,6 +116,7 @@ def record(
         "item": [c.item_id for c in rows],
         "callback": [c.callback_url for c in rows],
         "expires_in": [c.expires_in for c in rows],
+        "request_id": [c.request_id for c in rows],
     }
     by_id = {c.id: c for c in rows}
     inserted = {row.id: _pending_row(by_id[row.id], row) for row in conn.execute(INSERT, params)}
@@ -134,21 +136,21 @@ INSERT = text(
     """
     INSERT INTO transactions (id, seq, ledger_id, client_id, idempotency_key, fingerprint,
         type, status, partition, user_id, to_user_id, asset_id, amount, reference_id,
-        metadata, reason, item_id, callback_url, expires_at)
+        metadata, reason, item_id, callback_url, expires_at, request_id)
     SELECT c.id, coalesce(c.seq, nextval(pg_get_serial_sequence('transactions', 'seq'))),
         c.ledger, c.client, c.key, c.fingerprint, c.type, 'pending', c.partition, c.usr, c.to_user,
         c.asset, c.amount, c.ref, CAST(c.metadata AS jsonb), c.reason, c.item, c.callback,
         -- the database's clock, like created_at: a hold's life is measured on one clock
-        now() + make_interval(secs => c.expires_in)
+        now() + make_interval(secs => c.expires_in), c.request_id
     FROM unnest(CAST(:id AS uuid[]), CAST(:seq AS bigint[]), CAST(:ledger AS int[]),
         CAST(:client AS uuid[]),
         CAST(:key AS text[]), CAST(:fingerprint AS text[]), CAST(:type AS text[]),
         CAST(:partition AS smallint[]), CAST(:user AS text[]), CAST(:to_user AS text[]),
         CAST(:asset AS int[]), CAST(:amount AS bigint[]), CAST(:ref AS uuid[]),
         CAST(:metadata AS text[]), CAST(:reason AS text[]), CAST(:item AS text[]),
-        CAST(:callback AS text[]), CAST(:expires_in AS int[]))
+        CAST(:callback AS text[]), CAST(:expires_in AS int[]), CAST(:request_id AS text[]))
         AS c(id, seq, ledger, client, key, fingerprint, type, partition, usr, to_user, asset,
-             amount, ref, metadata, reason, item, callback, expires_in)
+             amount, ref, metadata, reason, item, callback, expires_in, request_id)
     ON CONFLICT ON CONSTRAINT transactions_ledger_client_key_key DO NOTHING
     RETURNING id, seq, created_at, expires_at
     """
@@ -185,6 +187,7 @@ def _pending_row(command: NewCommand, returned: Row[Any]) -> SimpleNamespace:
         balance_after=None,
         created_at=returned.created_at,
         completed_at=None,
+        request_id=command.request_id,
     )
 
 

@@ -188,6 +188,15 @@ class Transaction(Base):
             "seq",
             postgresql_where=text("to_user_id IS NOT NULL"),
         ),
+        # The admin search by status: rejections are few, so only they are indexed.
+        # A ledger's transactions, and its rejections, newest first (0006).
+        Index("transactions_by_ledger", "ledger_id", "seq"),
+        Index(
+            "transactions_rejected",
+            "ledger_id",
+            "seq",
+            postgresql_where=text("status = 'rejected'"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True)
@@ -219,6 +228,8 @@ class Transaction(Base):
     balance_after: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The X-Request-Id of the request that submitted it: logged by the drain as well.
+    request_id: Mapped[str | None] = mapped_column(Text)
 
 
 class LedgerEntry(Base):
@@ -260,7 +271,8 @@ class CallbackDelivery(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("callback_deliveries_by_transaction", "transaction_id"),
-        Index("callback_deliveries_by_ledger", "ledger_id", "status", "created_at"),
+        # Failed or pending deliveries of a ledger, in keyset pages (0005).
+        Index("callback_deliveries_by_ledger", "ledger_id", "status", "id"),
     )
 
     # The event id: the same for every attempt, so receivers can dedupe.

@@ -9,7 +9,7 @@ from celery.signals import after_setup_logger
 app = Celery("wallet")
 app.config_from_object("celeryconfig")
 # Registers the tasks and the worker signal handlers.
-app.conf.imports = ("worker.tasks",)
+app.conf.imports = ("worker.tasks", "worker.observe")
 
 
 @after_setup_logger.connect

@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import random
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,16 +23,17 @@ import urllib3
 from db import callbacks as outbox
 from db.clients import client_by_id
 from db.engine import connect
-from worker.metrics import CALLBACK_FAILURES, CALLBACKS_DELIVERED
+from worker.metrics import CALLBACK_DELIVERIES, CALLBACK_FAILURES, CALLBACKS_DELIVERED
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 2.0
 TOTAL_TIMEOUT = 5.0
-# Retry for at least this long after the transaction became final, then give up.
-RETRY_FOR_SECONDS = 3600.0
-BACKOFF_FIRST = 1.0
-BACKOFF_CAP = 600.0
+# Retry for at least this long after the transaction became final, then give up. The
+# schedule is configurable so that tests (and staging) can watch a delivery fail.
+RETRY_FOR_SECONDS = float(os.environ.get("WALLET_CALLBACK_RETRY_FOR_SECONDS", "3600"))
+BACKOFF_FIRST = float(os.environ.get("WALLET_CALLBACK_BACKOFF_FIRST_SECONDS", "1"))
+BACKOFF_CAP = float(os.environ.get("WALLET_CALLBACK_BACKOFF_CAP_SECONDS", "600"))
 # Longer than an attempt can take: a worker that dies mid-attempt gives the delivery back.
 LEASE_SECONDS = 30.0
 USER_AGENT = "wallet-service-callbacks/1"
@@ -54,18 +57,32 @@ def backoff(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """How one attempt ended: 'delivered', 'retry', 'failed' (final) or 'skipped' (not
+    due, or someone else has it), the seconds until the next attempt, and what failed."""
+
+    outcome: str
+    retry_in_seconds: float | None = None
+    error: str | None = None
+
+
 def deliver(delivery_id: uuid.UUID) -> str:
     """One attempt at a due delivery: 'delivered', 'retry', 'failed' or 'skipped'."""
+    return deliver_attempt(delivery_id).outcome
+
+
+def deliver_attempt(delivery_id: uuid.UUID) -> Attempt:
+    """One attempt at a due delivery, and when the next one is due if it failed."""
     with connect() as conn:
         delivery = outbox.claim(conn, delivery_id, LEASE_SECONDS)
         client = client_by_id(conn, delivery.client_id) if delivery else None
     if delivery is None or client is None:
-        return "skipped"
+        return Attempt("skipped")
     if not client.allows_callback(delivery.url):
-        _finish(
-            delivery, None, "the URL is not allowed by the client's callback_hosts", 0, final=True
-        )
-        return "failed"
+        error = "the URL is not allowed by the client's callback_hosts"
+        _finish(delivery, None, error, 0, final=True)
+        return Attempt("failed", error=error)
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
@@ -79,13 +96,13 @@ def deliver(delivery_id: uuid.UUID) -> str:
     elapsed_ms = int((time.monotonic() - started) * 1000)
     if status is not None and 200 <= status < 300:
         _finish(delivery, status, None, elapsed_ms, delivered=True)
-        return "delivered"
+        return Attempt("delivered")
     if error is None:
         error = f"HTTP {status}"
     age = (datetime.now(UTC) - delivery.created_at).total_seconds()
     final = age >= RETRY_FOR_SECONDS
-    _finish(delivery, status, error, elapsed_ms, final=final)
-    return "failed" if final else "retry"
+    retry = _finish(delivery, status, error, elapsed_ms, final=final)
+    return Attempt("failed" if final else "retry", retry, error)
 
 
 def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int | None, str | None]:
@@ -112,7 +129,8 @@ def _finish(
     *,
     delivered: bool = False,
     final: bool = False,
-) -> None:
+) -> float | None:
+    """Record the attempt; the seconds until the next one (None: no retry)."""
     retry = None if delivered or final else backoff(delivery.attempts)
     outcome = "delivered" if delivered else "failed" if final else "pending"
     with connect() as conn:
@@ -125,8 +143,36 @@ def _finish(
             outcome=outcome,
             retry_in_seconds=retry,
         )
+    CALLBACK_DELIVERIES.labels("delivered" if delivered else "failed" if final else "retry").inc()
     if delivered:
         CALLBACKS_DELIVERED.inc()
     else:
         CALLBACK_FAILURES.inc()
-        log.info("callback %s attempt %s: %s", delivery.id, delivery.attempts, error)
+        log.warning(
+            "callback attempt failed",
+            extra={
+                "transaction_id": str(delivery.transaction_id),
+                "event_id": str(delivery.id),
+                "attempt": delivery.attempts,
+                "url": delivery.url,
+                "error": error,
+                "final": final,
+                "retry_in_s": None if retry is None else round(retry, 3),
+            },
+        )
+    return retry
+
+
+class CallbackFailed(Exception):
+    """A delivery failed for good (its retry time ran out, or its host is not allowed)."""
+
+
+def settle(task: Any, attempt: Attempt) -> str:
+    """How a delivery task ends, so that Flower shows what happened: success for a
+    delivery (or an attempt that was not due), a retry when the attempt failed and will
+    be tried again, a failure when it failed for good."""
+    if attempt.outcome == "retry":
+        raise task.retry(countdown=attempt.retry_in_seconds, exc=CallbackFailed(attempt.error))
+    if attempt.outcome == "failed":
+        raise CallbackFailed(attempt.error)
+    return attempt.outcome

@@ -71,6 +71,8 @@ class Finished:
     client_id: uuid.UUID
     callback_url: str | None
     accepted_at: Any
+    code: str | None = None  # the rejection's code
+    request_id: str | None = None  # of the request that submitted it (for the drain's log)
 
 
 @dataclass
@@ -84,6 +86,9 @@ class BatchResult:
     ring: set[int] = field(default_factory=set)
     # Wallets the batch changed or left waiting, as (ledger id, user id).
     wallets: set[WalletKey] = field(default_factory=set)
+    # Set by drain(), for the batch's log line (worker.observe).
+    partition: int = -1
+    seconds: float = 0.0
 
     def merge(self, other: BatchResult) -> None:
         self.finished.extend(other.finished)
@@ -112,7 +117,9 @@ def drain(
     result = DrainResult()
     deadline = time.monotonic() + budget_seconds
     while True:
+        started = time.monotonic()
         applied = apply_batch_isolating(partition, batch_size)
+        applied.partition, applied.seconds = partition, time.monotonic() - started
         if on_batch is not None:
             on_batch(applied)
         result.finished.extend(applied.finished)
@@ -250,8 +257,17 @@ def _apply(
         conn, [(r.id, r.client_id, r.callback_url) for r in ready if r.callback_url]
     )
     finished = [
-        Finished(row.id, row.type, status, row.client_id, row.callback_url, row.created_at)
-        for row, (_, status, *_rest) in zip(ready, write.outcomes, strict=True)
+        Finished(
+            row.id,
+            row.type,
+            status,
+            row.client_id,
+            row.callback_url,
+            row.created_at,
+            code,
+            row.request_id,
+        )
+        for row, (_, status, code, *_rest) in zip(ready, write.outcomes, strict=True)
     ]
     return BatchResult(
         finished,
@@ -452,7 +468,15 @@ def _reject_poison(partition: int, tx_id: uuid.UUID, error: BaseException) -> Ba
         uow.commit()
     return BatchResult(
         finished=[
-            Finished(row.id, row.type, "rejected", row.client_id, row.callback_url, row.created_at)
+            Finished(
+                row.id,
+                row.type,
+                "rejected",
+                row.client_id,
+                row.callback_url,
+                row.created_at,
+                "internal_error",
+            )
         ],
         full=True,
         callbacks=callbacks,

@@ -8,7 +8,9 @@ COMMANDS_APPLIED = Counter(
     "wallet_commands_applied_total", "Commands that completed, by type", ["type"]
 )
 COMMANDS_REJECTED = Counter(
-    "wallet_commands_rejected_total", "Commands that were rejected, by type", ["type"]
+    "wallet_commands_rejected_total",
+    "Commands that were rejected, by type and rejection code",
+    ["type", "code"],
 )
 APPLY_LATENCY = Histogram(
     "wallet_apply_latency_seconds",
@@ -24,6 +26,11 @@ HOLDS_EXPIRED = Counter("wallet_holds_expired_total", "Holds released because th
 CALLBACKS_DELIVERED = Counter("wallet_callbacks_delivered_total", "Callbacks a receiver accepted")
 CALLBACK_FAILURES = Counter(
     "wallet_callback_failures_total", "Callback attempts that failed (any non-2xx or error)"
+)
+CALLBACK_DELIVERIES = Counter(
+    "wallet_callback_deliveries_total",
+    "Callback attempts by outcome: delivered, retry (failed, tried again), failed (final)",
+    ["outcome"],
 )
 DOORBELL_FAILURES = Counter(
     "wallet_doorbell_failures_total",

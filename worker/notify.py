@@ -8,6 +8,7 @@ messages for transactions it is not waiting on.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 
 import redis
@@ -21,8 +22,12 @@ def channel(tx_id: object) -> str:
     return f"wallet:final:{tx_id}"
 
 
-def publish_final(finished: Iterable[tuple[object, str]]) -> None:
-    """Announce (transaction id, status) pairs; a failure only delays the readers."""
+def publish_final(finished: Iterable[tuple[object, str]], drained: int | None = None) -> None:
+    """Announce (transaction id, status) pairs; a failure only delays the readers.
+
+    With `drained` (a partition), the same round trip records when that partition's
+    last batch committed, for the operators' partitions view (worker.observe).
+    """
     pipe = redis_client().pipeline(transaction=False)
     count = 0
     for tx_id, status in finished:
@@ -30,6 +35,8 @@ def publish_final(finished: Iterable[tuple[object, str]]) -> None:
         count += 1
     if not count:
         return
+    if drained is not None and drained >= 0:
+        pipe.set(f"wallet:drained:{drained}", f"{time.time():.3f}")
     try:
         pipe.execute()
     except redis.RedisError as error:

@@ -17,7 +17,7 @@ import settings
 from db import batch as store
 from db import callbacks as outbox
 from db.engine import connect, is_unavailable
-from worker import callbacks, doorbell
+from worker import callbacks, doorbell, observe
 from worker.app import app
 from worker.drain import BatchResult, drain
 from worker.metrics import (
@@ -42,6 +42,7 @@ GATHER_SECONDS = float(os.environ.get("WALLET_DRAIN_GATHER_MS", "3")) / 1000
 
 
 @app.task(name="wallet.apply_partition", ignore_result=True)
+@observe.reports_drain
 def apply_partition(partition: int) -> None:
     """Drain one partition. The message is only a doorbell; PostgreSQL holds the work.
 
@@ -98,13 +99,20 @@ def apply_partition(partition: int) -> None:
         chain.close()
 
 
-@app.task(name="wallet.deliver_callback", ignore_result=True)
-def deliver_callback(delivery_id: str) -> str:
-    """One attempt at one callback (queue `callbacks`: never in a partition's way)."""
-    return callbacks.deliver(uuid.UUID(delivery_id))
+@app.task(name="wallet.deliver_callback", ignore_result=True, bind=True, max_retries=None)
+def deliver_callback(self: Any, delivery_id: str) -> str:
+    """One attempt at one callback (queue `callbacks`: never in a partition's way).
+
+    A failed attempt is a Celery retry (RETRY in Flower) or, once final, a failure; the
+    outbox row stays the truth, and its lease keeps a retried task and the sweeper's
+    copy from sending twice.
+    """
+    return callbacks.settle(self, callbacks.deliver_attempt(uuid.UUID(delivery_id)))
 
 
-@app.task(name="wallet.sweep", ignore_result=True)
+# No task events: a sweep a second would drown the drains in Flower's task list; its
+# work shows in wallet_oldest_pending_seconds instead (README, Operating it).
+@app.task(name="wallet.sweep", ignore_result=True, send_events=False)
 def sweep() -> list[int]:
     """Ring every partition with a command pending too long or a hold that ran out, and
     enqueue every callback whose next attempt is due."""
@@ -150,10 +158,11 @@ def drain_on_start(sender: Any, **_: Any) -> None:
 def _after_commit(batch: BatchResult) -> None:
     """Once a batch is committed: wake its long-pollers and any partition waiting on
     it, send its callbacks, count it."""
-    publish_final((command.id, command.status) for command in batch.finished)
+    publish_final(((c.id, c.status) for c in batch.finished), drained=batch.partition)
     doorbell.ring_many(batch.ring)
     _enqueue_callbacks(batch.callbacks)
     _observe(batch)
+    observe.batch_committed(batch)
 
 
 def _enqueue_callbacks(ids: list[uuid.UUID]) -> None:
@@ -170,8 +179,10 @@ def _observe(batch: BatchResult) -> None:
     if batch.finished:
         BATCH_SIZE.observe(len(batch.finished))
     for command in batch.finished:
-        counter = COMMANDS_APPLIED if command.status == "completed" else COMMANDS_REJECTED
-        counter.labels(command.type).inc()
+        if command.status == "completed":
+            COMMANDS_APPLIED.labels(command.type).inc()
+        else:
+            COMMANDS_REJECTED.labels(command.type, command.code or "unknown").inc()
         APPLY_LATENCY.observe(max(0.0, (now - command.accepted_at).total_seconds()))
     if batch.expired:
         HOLDS_EXPIRED.inc(batch.expired)

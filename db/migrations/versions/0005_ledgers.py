@@ -85,8 +85,8 @@ def upgrade() -> None:
 
         ALTER TABLE callback_deliveries ADD COLUMN ledger_id integer NOT NULL DEFAULT 1
             REFERENCES ledgers (id);
-        CREATE INDEX callback_deliveries_by_ledger ON callback_deliveries
-            (ledger_id, status, created_at);
+        -- Failed or pending deliveries of a ledger, in keyset pages.
+        CREATE INDEX callback_deliveries_by_ledger ON callback_deliveries (ledger_id, status, id);
 
         ALTER TABLE assets ALTER COLUMN ledger_id DROP DEFAULT;
         ALTER TABLE api_clients ALTER COLUMN ledger_id DROP DEFAULT;
