@@ -3,6 +3,8 @@
 Why each setting matters is in DESIGN.md; the short version is beside each line.
 """
 
+import os
+
 import settings
 from worker import connections
 
@@ -41,10 +43,17 @@ worker_send_task_events = True
 task_default_queue = "maintenance"
 task_routes = {
     "wallet.sweep": {"queue": "maintenance"},
+    "wallet.reconcile": {"queue": "maintenance"},
 }
 
 beat_schedule = {
     # Re-ring partitions with commands pending too long (lost doorbell, flushed Redis,
     # killed worker) and with holds whose time has run out.
     "sweep": {"task": "wallet.sweep", "schedule": 1.0, "options": {"expires": 5}},
+    # The reconciliation reads the whole ledger: now and then, for wallet_reconciliation_ok.
+    "reconcile": {
+        "task": "wallet.reconcile",
+        "schedule": float(os.environ.get("WALLET_RECONCILE_EVERY", "300")),
+        "options": {"expires": 60},
+    },
 }

@@ -61,7 +61,7 @@ class WalletJsonFormatter(JsonFormatter):
 
 def configure(process: str | None = None, level: int | str = logging.INFO) -> None:
     """Send every logger of this process to stderr as JSON lines (replaces other handlers)."""
-    name = process or os.environ.get(PROCESS_ENV) or "wallet"
+    name = os.environ.get(PROCESS_ENV) or process or "wallet"
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(WalletJsonFormatter(name))
     root = logging.getLogger()
@@ -69,8 +69,14 @@ def configure(process: str | None = None, level: int | str = logging.INFO) -> No
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # Warnings (a deprecation, Celery's superuser notice) become records, not raw text.
+    # Warnings (a deprecation, Celery's superuser notice) become records, not raw text,
+    # and so does a crash: a one-shot (migrate, seed) that dies says why in JSON.
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+
+
+def _log_uncaught(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+    logging.getLogger("uncaught").critical("uncaught exception", exc_info=(kind, error, trace))
 
 
 def dict_config(process: str) -> dict[str, Any]:

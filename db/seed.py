@@ -11,6 +11,7 @@ import logging
 
 from sqlalchemy import Connection, text
 
+import logs
 import settings
 from db import intake
 from db.assets import SEEDED_ASSETS
@@ -76,7 +77,7 @@ def seed(conn: Connection, partitions: int) -> list[intake.Recorded]:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logs.configure("seed")
     with connect() as conn:
         recorded = seed(conn, settings.load().partitions)
     created = sum(r.created for r in recorded)

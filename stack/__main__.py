@@ -35,7 +35,7 @@ from db import urls
 from stack import commands
 from stack.ports import accepts_connections, port_is_free
 from stack.secrets import ensure_secrets
-from stack.supervisor import Program, run_once, supervise
+from stack.supervisor import Program, json_line, run_once, supervise
 
 if TYPE_CHECKING:  # the embedded servers are a development dependency, imported on use
     from stack.embedded import EmbeddedServer
@@ -74,7 +74,7 @@ def run() -> int:
             commands.api(),
             *_worker_commands(stack.settings),
             commands.beat(stack.data_dir / "celerybeat-schedule"),
-            commands.flower(stack.settings.flower_port),
+            commands.flower(stack.settings.flower_port, stack.data_dir),
         ]
         return supervise(
             _programs(programs, stack),
@@ -227,9 +227,17 @@ def _worker_commands(config: settings.Settings) -> list[commands.Command]:
 
 def _programs(cmds: Sequence[commands.Command], stack: Stack) -> list[Program]:
     return [
-        Program(cmd.name, commands.resolve(cmd.argv), env=stack.env, cwd=settings.ROOT)
+        Program(
+            cmd.name, commands.resolve(cmd.argv), env=_environment(cmd, stack), cwd=settings.ROOT
+        )
         for cmd in cmds
     ]
+
+
+def _environment(cmd: commands.Command, stack: Stack) -> dict[str, str]:
+    if cmd.name == "flower":
+        return commands.without_shared_metrics(stack.env)
+    return stack.env
 
 
 def _migrate(stack: Stack) -> int:
@@ -273,7 +281,7 @@ def _without_password(url: str) -> str:
 
 
 def _say(message: str) -> None:
-    print(f"stack: {message}", file=sys.stderr, flush=True)
+    print(json_line(message), file=sys.stderr, flush=True)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -11,6 +11,7 @@ dependencies, runs `python -m stack workers` and `python -m stack migrate`.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ DEFAULT_WORKER_PROCESSES = 2
 # which cost a round of broadcast messages per worker and per restart for nothing here:
 # each queue has exactly one consumer, assigned below.
 _WORKER_FLAGS = ["-E", "-l", "INFO", "--without-gossip", "--without-mingle"]
+# How often Flower saves its task history (milliseconds), besides on exit.
+FLOWER_SAVE_EVERY_MS = 60_000
 
 
 @dataclass(frozen=True)
@@ -70,14 +73,42 @@ def callbacks_worker() -> Command:
 
 
 def beat(schedule: Path | str) -> Command:
-    """The single periodic scheduler (the sweeper, hold expiry)."""
-    return Command("beat", ["celery", "-A", CELERY_APP, "beat", "-l", "INFO", "-s", str(schedule)])
+    """The single periodic scheduler (the sweeper, hold expiry, the reconciliation)."""
+    return Command(
+        "beat", ["celery", "-A", CELERY_APP, "-q", "beat", "-l", "INFO", "-s", str(schedule)]
+    )
 
 
-def flower(port: int) -> Command:
+def flower(port: int, data_dir: Path | str) -> Command:
     """Flower on `port`. Its basic auth comes from FLOWER_BASIC_AUTH in the environment,
-    which Flower reads itself: a password on the command line is visible in `ps`."""
-    return Command("flower", ["celery", "-A", CELERY_APP, "flower", f"--port={port}"])
+    which Flower reads itself: a password on the command line is visible in `ps`.
+
+    It keeps its task history in `<data dir>/flower` (saved every minute and on exit),
+    so a restart forgets nothing; it logs JSON lines (worker.app), so tornado's own
+    logging is off. It must run without PROMETHEUS_MULTIPROC_DIR (see
+    `without_shared_metrics`).
+    """
+    return Command(
+        "flower",
+        [
+            "celery",
+            "-A",
+            CELERY_APP,
+            "flower",
+            f"--port={port}",
+            "--persistent=True",
+            f"--db={Path(data_dir) / 'flower'}",
+            f"--state_save_interval={FLOWER_SAVE_EVERY_MS}",
+            "--logging=none",
+        ],
+    )
+
+
+def without_shared_metrics(env: Mapping[str, str]) -> dict[str, str]:
+    """Flower's environment: the service's, minus the shared metrics folder. Flower is a
+    prometheus-client process too; in that folder its flower_* series would be summed
+    into the service's /metrics, and stay there, stale, after each restart."""
+    return {k: v for k, v in env.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def migrations() -> list[Command]:
@@ -101,5 +132,6 @@ def resolve(argv: list[str]) -> list[str]:
 
 
 def _celery_worker(name: str, queues: str, pool: list[str]) -> list[str]:
-    command = ["celery", "-A", CELERY_APP, "worker", *pool]
+    # -q: no banner on stdout; the worker's log lines are JSON (worker.app).
+    command = ["celery", "-A", CELERY_APP, "-q", "worker", *pool]
     return [*command, "-Q", queues, "-n", f"{name}@%h", *_WORKER_FLAGS]

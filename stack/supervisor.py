@@ -18,6 +18,7 @@ polls for exits, so forking a child never happens while another thread holds a l
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import selectors
 import signal
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -113,9 +115,9 @@ class Output:
         except (OSError, ValueError):
             pass  # our own stdout is gone (a closed pipe): keep supervising regardless
 
-    def say(self, message: str) -> None:
-        """A line from the supervisor itself."""
-        self.write(SUPERVISOR_NAME, message.encode())
+    def say(self, message: str, level: str = "info") -> None:
+        """A line from the supervisor itself: JSON, like every process's (logs.py)."""
+        self.write(SUPERVISOR_NAME, json_line(message, level).encode())
 
 
 @dataclass
@@ -291,6 +293,14 @@ class _Supervisor:
         if self._ready_check is None or self._ready_check():
             self._on_ready()
             self._on_ready = None
+
+
+def json_line(message: str, level: str = "info") -> str:
+    """The supervisor's own log line, with the fields of logs.py (standard library only:
+    the supervisor runs before, and without, the service's dependencies)."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    record = {"ts": now, "level": level, "process": SUPERVISOR_NAME, "event": message}
+    return json.dumps({**record, "request_id": None, "transaction_id": None})
 
 
 def _spawn(program: Program, *, new_session: bool) -> subprocess.Popen[bytes]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -25,8 +24,6 @@ from worker.drain import BatchResult
 log = logging.getLogger("worker.drain")
 
 RECONCILIATION_KEY = "wallet:reconciliation"
-# How often beat runs the reconciliation for /metrics (it reads the whole ledger).
-RECONCILE_EVERY_SECONDS = float(os.environ.get("WALLET_RECONCILE_EVERY", "300"))
 
 
 def drained_key(partition: int) -> str:

@@ -1,8 +1,11 @@
 """Alembic environment: migrate the database named by DATABASE_URL."""
 
+import logging
+
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import logs
 import settings
 from db.engine import sqlalchemy_url
 from db.models import Base
@@ -11,6 +14,8 @@ target_metadata = Base.metadata
 
 
 def run_migrations_online() -> None:
+    if not logging.getLogger().handlers:  # `alembic upgrade` run as a command, not by a test
+        logs.configure("migrate")
     url = context.config.attributes.get("database_url") or settings.load().database_url
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:

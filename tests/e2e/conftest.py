@@ -68,6 +68,26 @@ class Stack:
             )
             return int(cur.fetchone()[0])
 
+    def node_name(self, worker: psutil.Process) -> str:
+        """The Celery node name of a worker process (its -n, with %h expanded)."""
+        import socket
+
+        cmdline = worker.cmdline()
+        return cmdline[cmdline.index("-n") + 1].replace("%h", socket.gethostname())
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of the service's /metrics, or None if the series is absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        body = self.api.get("/metrics").text
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == name and all(
+                    sample.labels.get(k) == v for k, v in labels.items()
+                ):
+                    return float(sample.value)
+        return None
+
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url)
 
@@ -105,6 +125,11 @@ def stack(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "WALLET_PARTITIONS": "8",
         "WALLET_WORKER_PROCESSES": "4",
         "PYTHONUNBUFFERED": "1",
+        # A failing callback gives up in seconds, not an hour, so tests can watch it fail.
+        "WALLET_CALLBACK_RETRY_FOR_SECONDS": "6",
+        "WALLET_CALLBACK_BACKOFF_FIRST_SECONDS": "0.5",
+        "WALLET_CALLBACK_BACKOFF_CAP_SECONDS": "2",
+        "WALLET_RECONCILE_EVERY": "5",
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     redis.Redis.from_url(redis_url).flushdb()

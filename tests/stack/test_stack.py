@@ -36,10 +36,11 @@ def test_every_partition_has_exactly_one_worker(partitions: int, processes: int 
 
 def test_the_documented_worker_command_lines() -> None:
     partitions = (
-        "celery -A worker.app worker -P threads -c 2 -Q partition.0,partition.8 -n partitions-0@%h"
+        "celery -A worker.app -q worker -P threads -c 2 -Q partition.0,partition.8"
+        " -n partitions-0@%h"
     )
     callbacks = (
-        "celery -A worker.app worker -P threads -c 16 -Q callbacks,maintenance -n callbacks@%h"
+        "celery -A worker.app -q worker -P threads -c 16 -Q callbacks,maintenance -n callbacks@%h"
     )
     flags = " -E -l INFO --without-gossip --without-mingle"
 

@@ -130,7 +130,9 @@ def test_a_child_killed_with_sigkill_is_back_within_two_seconds(supervised: Supe
     killed_at = time.monotonic()
     os.kill(first, signal.SIGKILL)
 
-    supervised.wait_for(r"^stack +\| alpha exited \(killed by SIGKILL\); restarting", mark)
+    supervised.wait_for(
+        r'^stack +\| \{.*"event": "alpha exited \(killed by SIGKILL\); restarting', mark
+    )
     second = supervised.pid_of("alpha", mark)
     assert second != first
     assert time.monotonic() - killed_at < 2.0
@@ -146,8 +148,8 @@ def test_sigterm_stops_every_child_and_grandchild_and_exits_zero(
 
     assert supervised.proc.wait(timeout=10) == 0
     # stubborn ignored SIGTERM and was killed after the 1 s grace period.
-    supervised.wait_for(r"^stack +\| killing what is left")
-    supervised.wait_for(r"^stack +\| all processes stopped")
+    supervised.wait_for(r'^stack +\| \{.*"event": "killing what is left')
+    supervised.wait_for(r'^stack +\| \{.*"event": "all processes stopped"')
     assert [pid for pid in pids if _alive(pid)] == []
 
 

@@ -59,7 +59,9 @@ def test_services_run_the_commands_of_python_m_stack(compose: dict[str, Any]) ->
     flower_port = int(_env(compose, "flower")["FLOWER_PORT"])
     assert _command(compose, "api") == commands.api().argv
     assert _command(compose, "beat") == commands.beat(data_dir / "celerybeat-schedule").argv
-    assert _command(compose, "flower") == commands.flower(flower_port).argv
+    flower_data = Path(_env(compose, "flower")["WALLET_DATA_DIR"]) / "flower"
+    assert _command(compose, "flower") == commands.flower(flower_port, flower_data).argv
+    assert f"flower:{flower_data}" in compose["flower"]["volumes"]
     # The worker layout (queues per process) is defined once, in the stack's supervisor.
     assert _command(compose, "worker") == ["python", "-m", "stack", "workers"]
     assert _command(compose, "migrate") == ["python", "-m", "stack", "migrate"]
@@ -101,8 +103,11 @@ def test_application_services_share_one_environment(
         "WALLET_DATA_DIR",
     }
     environments = [_env(compose, name) for name in APP_SERVICES]
-    assert all(env == environments[0] for env in environments)
     env = environments[0]
+    # Flower alone runs outside multiprocess mode (its series must not join /metrics).
+    for name, other in zip(APP_SERVICES, environments, strict=True):
+        expected = {**env, "PROMETHEUS_MULTIPROC_DIR": ""} if name == "flower" else env
+        assert other == expected, name
     assert set(env) == names
     assert env["DATABASE_URL"] == "postgresql://postgres:postgres@postgres:5432/wallet"
     assert env["REDIS_URL"] == "redis://redis:6379/0"
@@ -116,6 +121,15 @@ def test_metrics_folder_is_one_volume_shared_by_api_and_workers(compose: dict[st
     for service in ("api", "worker"):
         path = _env(compose, service)["PROMETHEUS_MULTIPROC_DIR"]
         assert f"metrics:{path}" in compose[service]["volumes"]
+
+
+def test_flower_is_not_a_multiprocess_metrics_writer(compose: dict[str, Any]) -> None:
+    """Flower's flower_* series would otherwise be summed into the service's /metrics
+    (the folder is shared) and stay there, stale, after every Flower restart."""
+    assert _env(compose, "flower")["PROMETHEUS_MULTIPROC_DIR"] == ""
+    assert not any("metrics:" in volume for volume in compose["flower"]["volumes"])
+    env = {"PROMETHEUS_MULTIPROC_DIR": "/data/metrics", "REDIS_URL": "redis://x"}
+    assert commands.without_shared_metrics(env) == {"REDIS_URL": "redis://x"}
 
 
 def test_startup_order(compose: dict[str, Any]) -> None:
