@@ -10,6 +10,7 @@ import re
 import pytest
 import requests
 
+from ledger import partition_of
 from tests.support import unique
 from tests.tools import require
 
@@ -40,12 +41,17 @@ def test_flower_shows_the_partition_queues_and_a_drain_with_its_result(stack, ap
                 viewport={"width": 1400, "height": 900},
             )
             page = context.new_page()
-            page.goto(f"{stack.flower_url}/broker")
-            table = page.locator("#queue-table")
-            table.wait_for()
-            queues = set(table.locator("tbody tr td:first-child").all_inner_texts())
+            wanted = {f"partition.{p}" for p in range(8)}
+            for _ in range(20):  # Flower learns the queues from the workers' replies
+                page.goto(f"{stack.flower_url}/broker")
+                table = page.locator("#queue-table")
+                table.wait_for()
+                queues = set(table.locator("tbody tr td:first-child").all_inner_texts())
+                if wanted <= queues:
+                    break
+                page.wait_for_timeout(500)
             page.screenshot(path=str(tmp_path / "flower-broker.png"), full_page=True)
-            assert {f"partition.{p}" for p in range(8)} <= queues, queues
+            assert wanted <= queues, queues
 
             page.goto(f"{stack.flower_url}/tasks")
             page.locator("#tasks-table").wait_for()
@@ -54,11 +60,34 @@ def test_flower_shows_the_partition_queues_and_a_drain_with_its_result(stack, ap
             drain.first.wait_for(timeout=15_000)
             page.wait_for_timeout(500)
             page.screenshot(path=str(tmp_path / "flower-tasks.png"), full_page=True)
-            row = drain.first.inner_text()
-            assert "SUCCESS" in row, row
-            # The result Flower shows is the drain's report: what it applied.
-            assert re.search(r"'commands': [1-9]", row), row
-            assert "'completed':" in row and "'rejected':" in row and "'partition':" in row
+            # The drain that applied our top-up, opened from the list: its result (the
+            # task's return value, from its task-succeeded event) says what it applied.
+            applied = _drain_that_applied_something(stack, partition_of(user, 8))
+            page.get_by_role("searchbox").fill(applied)
+            page.get_by_role("link", name=applied).click()
+            page.wait_for_url(f"**/task/{applied}")
+            page.get_by_text("Result").first.wait_for()
+            page.screenshot(path=str(tmp_path / "flower-drain-task.png"), full_page=True)
+            text = page.locator("body").inner_text()
+            assert "SUCCESS" in text
+            assert re.search(r"'commands': [1-9]", text), text
+            for key in ("'partition':", "'completed':", "'rejected':"):
+                assert key in text, key
         finally:
             browser.close()
     print(f"screenshots: {tmp_path}")
+
+
+def _drain_that_applied_something(stack, partition: int) -> str:
+    """The id of a drain task of `partition` whose result counts applied commands."""
+    tasks = requests.get(
+        f"{stack.flower_url}/api/tasks",
+        params={"taskname": "wallet.apply_partition", "state": "SUCCESS"},
+        auth=stack.flower_auth,
+        timeout=10,
+    ).json()
+    for task_id, task in tasks.items():
+        result = task.get("result") or ""
+        if f"'partition': {partition}," in result and not re.search(r"'commands': 0\b", result):
+            return str(task_id)
+    raise AssertionError(f"no drain of partition {partition} applied anything: {tasks}")
