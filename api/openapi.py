@@ -57,7 +57,8 @@ PROBLEMS: dict[int, str] = {
     401: "`unauthorized`: no API key, or not a valid one.",
     403: "`forbidden`: the key lacks the scope this operation needs.",
     404: "`not_found` (no such transaction for this client) or `user_not_found`.",
-    409: "A conflict with what exists: `asset_exists`.",
+    409: "A conflict with what exists: `asset_exists`, `ledger_exists`, "
+    "`callback_delivered` (a redelivery of a delivered callback).",
     413: "`payload_too_large`: a body over 1 MiB, however it is framed.",
     414: "The request line is too long.",
     422: "`validation_error` (with `errors` per field), `unknown_asset`, "

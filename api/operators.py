@@ -17,7 +17,7 @@ import redis
 from kombu.exceptions import KombuError
 
 import settings
-from api.auth import require
+from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, unknown_asset
 from api.schemas import (
@@ -89,7 +89,7 @@ def partition_report() -> dict[str, Any]:
 @require("admin")
 @blp.arguments(AdminTransactionQuerySchema(), location="query", as_kwargs=True)
 @blp.response(200, HistoryPageSchema)
-@blp.secured()
+@blp.secured(422)
 def search_transactions(
     limit: int,
     status: str | None = None,
@@ -101,16 +101,17 @@ def search_transactions(
     cursor: str | None = None,
 ) -> Any:
     """The ledger's transactions, newest first, filtered, in keyset pages"""
+    ledger_id = current_client().ledger_id
     asset_id = None
     if asset is not None:
-        found = catalog.by_code(asset)
+        found = catalog.by_code(ledger_id, asset)
         if found is None:
             raise unknown_asset(asset)
         asset_id = found.id
     where = admin_reads.TransactionFilter(status, type, user_id, asset_id, created_from, created_to)
     before = int(_decode(cursor, "seq")) if cursor else None
     with autocommit() as conn:
-        items, next_seq = admin_reads.search_transactions(conn, where, limit, before)
+        items, next_seq = admin_reads.search_transactions(conn, ledger_id, where, limit, before)
     return {"items": items, "next_cursor": _encode("seq", next_seq) if next_seq else None}
 
 
@@ -118,7 +119,7 @@ def search_transactions(
 @require("admin")
 @blp.arguments(CallbackQuerySchema(), location="query", as_kwargs=True)
 @blp.response(200, CallbackPageSchema)
-@blp.secured()
+@blp.secured(422)
 def callback_deliveries(limit: int, status: str | None = None, cursor: str | None = None) -> Any:
     """Callback deliveries across transactions (?status=failed|pending), newest first"""
     before = None
@@ -128,15 +129,15 @@ def callback_deliveries(limit: int, status: str | None = None, cursor: str | Non
         except ValueError:
             raise _bad_cursor() from None
     with autocommit() as conn:
-        items, next_id = admin_reads.callback_deliveries(conn, status, limit, before)
+        ledger_id = current_client().ledger_id
+        items, next_id = admin_reads.callback_deliveries(conn, ledger_id, status, limit, before)
     return {"items": items, "next_cursor": _encode("event", next_id) if next_id else None}
 
 
 @blp.route("/callbacks/<uuid:event_id>/redeliver", methods=["POST"])
 @require("admin")
 @blp.response(202, RedeliverySchema)
-@blp.alt_response(409, description="Already delivered (code callback_delivered).")
-@blp.secured()
+@blp.secured(404, 409)
 def redeliver(event_id: uuid.UUID) -> Any:
     """Send a failed or pending callback again now: same event id, same body
 
@@ -144,7 +145,7 @@ def redeliver(event_id: uuid.UUID) -> Any:
     (the receiver has it: sending it again would only test its dedupe).
     """
     with connect() as conn:
-        row = outbox.redeliver(conn, event_id)
+        row = outbox.redeliver(conn, current_client().ledger_id, event_id)
     if row is None:
         raise ApiError(404, "not_found", f"There is no callback delivery {event_id}.")
     if row.status == "delivered":

@@ -15,8 +15,8 @@ from api import intake, longpoll
 from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, validation_error
-from api.openapi import BATCH_EXAMPLE, COMMAND_EXAMPLES, header_refs
 from api.observability import request_id
+from api.openapi import BATCH_EXAMPLE, COMMAND_EXAMPLES, header_refs
 from api.schemas import (
     COMMAND_SCHEMAS,
     IDEMPOTENCY_KEY,

@@ -73,7 +73,11 @@ class TransactionFilter:
 
 
 def search_transactions(
-    conn: Connection, where: TransactionFilter, limit: int, before_seq: int | None
+    conn: Connection,
+    ledger_id: int,
+    where: TransactionFilter,
+    limit: int,
+    before_seq: int | None,
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A page of transactions, newest first (by seq), and the cursor of the next page.
 
@@ -81,8 +85,8 @@ def search_transactions(
     wallet history; a time window becomes a seq range first (`_seq_after`), so that
     "a day last month" starts its scan there instead of at the newest row.
     """
-    conditions = ["TRUE"]
-    params: dict[str, Any] = {"n": limit + 1}
+    conditions = ["t.ledger_id = :ledger"]
+    params: dict[str, Any] = {"n": limit + 1, "ledger": ledger_id}
     if before_seq is not None:
         conditions.append("t.seq < :before")
         params["before"] = before_seq
@@ -152,11 +156,12 @@ def _seq_after(conn: Connection, moment: datetime) -> int | None:
 
 
 def callback_deliveries(
-    conn: Connection, status: str | None, limit: int, before: uuid.UUID | None
+    conn: Connection, ledger_id: int, status: str | None, limit: int, before: uuid.UUID | None
 ) -> tuple[list[dict[str, Any]], uuid.UUID | None]:
-    """A page of callback deliveries across transactions, newest first, by event id."""
-    conditions = ["TRUE"]
-    params: dict[str, Any] = {"n": limit + 1}
+    """A page of a ledger's callback deliveries across transactions, newest first, by
+    event id."""
+    conditions = ["ledger_id = :ledger"]
+    params: dict[str, Any] = {"n": limit + 1, "ledger": ledger_id}
     if status is not None:
         conditions.append("status = :status")
         params["status"] = status

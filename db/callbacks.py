@@ -179,7 +179,7 @@ def for_transaction(conn: Connection, tx_id: uuid.UUID) -> dict[str, Any]:
     return view
 
 
-def redeliver(conn: Connection, delivery_id: uuid.UUID) -> Row[Any] | None:
+def redeliver(conn: Connection, ledger_id: int, delivery_id: uuid.UUID) -> Row[Any] | None:
     """Make a failed or pending delivery due now: same event id, same body.
 
     A failed one becomes pending again. A pending one in the middle of an attempt (its
@@ -189,15 +189,16 @@ def redeliver(conn: Connection, delivery_id: uuid.UUID) -> Row[Any] | None:
     conn.execute(
         text(
             "UPDATE callback_deliveries d SET status = 'pending', next_attempt_at = now() "
-            "WHERE d.id = :id AND (d.status = 'failed' OR (d.status = 'pending' AND "
+            "WHERE d.ledger_id = :ledger AND d.id = :id "
+            "AND (d.status = 'failed' OR (d.status = 'pending' AND "
             "  d.attempts = (SELECT count(*) FROM callback_attempts a WHERE a.delivery_id = d.id)))"
         ),
-        {"id": delivery_id},
+        {"ledger": ledger_id, "id": delivery_id},
     )
     return conn.execute(
         text(
             "SELECT id, transaction_id, status, attempts, next_attempt_at "
-            "FROM callback_deliveries WHERE id = :id"
+            "FROM callback_deliveries WHERE ledger_id = :ledger AND id = :id"
         ),
-        {"id": delivery_id},
+        {"ledger": ledger_id, "id": delivery_id},
     ).first()

@@ -10,6 +10,7 @@ from sqlalchemy import event, text
 from db import admin_reads
 from db.clients import BOOTSTRAP_CLIENT_ID, create_client
 from db.engine import connect, get_engine
+from ledger import DEFAULT_LEDGER_ID
 from tests.integration.conftest import ADMIN, post
 from tests.integration.helpers import drain_all
 from tests.integration.test_query_plans import index_scans
@@ -101,7 +102,7 @@ def test_pages_follow_each_other_without_gaps_or_repeats(client):
 
 def test_only_admin_keys_search_and_bad_filters_are_422(client):
     with connect() as conn:
-        reader = create_client(conn, "reader", ["read", "submit"], []).api_key
+        reader = create_client(conn, DEFAULT_LEDGER_ID, "reader", ["read", "submit"], []).api_key
     forbidden = client.get(SEARCH, headers={"Authorization": f"Bearer {reader}"})
     assert forbidden.status_code == 403 and forbidden.get_json()["code"] == "forbidden"
     assert client.get(SEARCH).status_code == 401
@@ -128,32 +129,32 @@ def test_the_search_plans_walk_indexes_on_a_big_table(database):
     now = datetime.now(UTC)
     where = admin_reads.TransactionFilter
     cases = (
-        (where(), "transactions_seq_key"),
-        (where(status="rejected"), "transactions_rejected"),
-        (where(status="pending"), "transactions_pending_by_partition"),
-        (where(user_id="bulk-7"), "transactions_by_user"),
-        (where(type="spend"), "transactions_seq_key"),
+        (where(), ("transactions_by_ledger", "transactions_seq_key")),
+        (where(status="rejected"), ("transactions_rejected",)),
+        (where(status="pending"), ("transactions_pending_by_partition",)),
+        (where(user_id="bulk-7"), ("transactions_by_user",)),
+        (where(type="spend"), ("transactions_by_ledger", "transactions_seq_key")),
         (
             where(created_from=now - timedelta(hours=10), created_to=now - timedelta(hours=9)),
-            "transactions_seq_key",
+            ("transactions_by_ledger", "transactions_seq_key"),
         ),
     )
     with get_engine().connect() as conn, conn.begin() as outer:
         conn.execute(
             text(
-                "INSERT INTO transactions (id, client_id, idempotency_key, fingerprint, type, "
-                "status, partition, user_id, asset_id, amount, created_at) "
-                "SELECT gen_random_uuid(), :client, 'plan-' || g, 'x', "
+                "INSERT INTO transactions (id, ledger_id, client_id, idempotency_key, "
+                "fingerprint, type, status, partition, user_id, asset_id, amount, created_at) "
+                "SELECT gen_random_uuid(), 1, :client, 'plan-' || g, 'x', "
                 "CASE WHEN g % 3 = 0 THEN 'spend' ELSE 'topup' END, "
                 "CASE WHEN g % 499 = 0 THEN 'rejected' ELSE 'completed' END, g % 8, "
-                "'bulk-' || (g % 2000), (SELECT min(id) FROM assets), 1, "
+                "'bulk-' || (g % 2000), (SELECT min(id) FROM assets WHERE ledger_id = 1), 1, "
                 "now() - make_interval(secs => (40000 - g) * 2.0) "
                 "FROM generate_series(1, 40000) AS g"
             ),
             {"client": BOOTSTRAP_CLIENT_ID},
         )
         conn.execute(text("ANALYZE transactions"))
-        for filters, index in cases:
+        for filters, index in cases:  # index: the acceptable ones
             statement, parameters = _captured(conn, filters)
             (plan,) = conn.exec_driver_sql(
                 "EXPLAIN (FORMAT JSON) " + statement, parameters
@@ -163,7 +164,10 @@ def test_the_search_plans_walk_indexes_on_a_big_table(database):
                 node = todo.pop()
                 nodes.append(node)
                 todo.extend(node.get("Plans", []))
-            assert index in index_scans(nodes), (filters, [n["Node Type"] for n in nodes])
+            # With one ledger in the table, walking seq backwards is as good as walking
+            # the ledger's own index: either stops after the page.
+            used = index_scans(nodes)
+            assert any(i in used for i in index), (filters, used)
             assert not any(n["Node Type"] == "Seq Scan" for n in nodes), filters
         outer.rollback()
 
@@ -178,7 +182,7 @@ def _captured(conn, filters):
 
     event.listen(conn, "before_cursor_execute", capture)
     try:
-        admin_reads.search_transactions(conn, filters, 50, None)
+        admin_reads.search_transactions(conn, DEFAULT_LEDGER_ID, filters, 50, None)
     finally:
         event.remove(conn, "before_cursor_execute", capture)
     return captured[0]
