@@ -171,12 +171,12 @@ def test_a_second_sigterm_at_once_is_the_same_clean_stop(slow_to_stop: Supervise
     slow_to_stop.pid_of("slow")
 
     slow_to_stop.proc.send_signal(signal.SIGTERM)
-    slow_to_stop.wait_for(r"^stack +\| stopping")
+    slow_to_stop.wait_for(r'^stack +\| \{.*"event": "stopping')
     slow_to_stop.proc.send_signal(signal.SIGTERM)
 
     assert slow_to_stop.proc.wait(timeout=10) == 0
-    slow_to_stop.wait_for(r"^stack +\| all processes stopped")
-    slow_to_stop.wait_for(r"^stack +\| slow stopped \(exit code 0\)")
+    slow_to_stop.wait_for(r'^stack +\| \{.*"event": "all processes stopped')
+    slow_to_stop.wait_for(r'^stack +\| \{.*"event": "slow stopped \(exit code 0\)')
     assert not [line for line in slow_to_stop.lines if "killing what is left" in line]
 
 
@@ -184,13 +184,13 @@ def test_a_second_sigterm_a_while_later_kills_at_once(slow_to_stop: Supervised) 
     slow = slow_to_stop.pid_of("slow")
 
     slow_to_stop.proc.send_signal(signal.SIGTERM)
-    slow_to_stop.wait_for(r"^stack +\| stopping")
+    slow_to_stop.wait_for(r'^stack +\| \{.*"event": "stopping')
     time.sleep(REPEAT_AFTER + 0.1)
     slow_to_stop.proc.send_signal(signal.SIGTERM)
 
     assert slow_to_stop.proc.wait(timeout=10) == 0
-    slow_to_stop.wait_for(r"^stack +\| killing what is left \(SIGKILL\)")
-    slow_to_stop.wait_for(r"^stack +\| slow stopped \(killed by SIGKILL\)")
+    slow_to_stop.wait_for(r'^stack +\| \{.*"event": "killing what is left \(SIGKILL\)')
+    slow_to_stop.wait_for(r'^stack +\| \{.*"event": "slow stopped \(killed by SIGKILL\)')
     assert not _alive(slow)
 
 
