@@ -53,9 +53,9 @@ WITH p AS (
            (n - 1) * %(per_wallet)s + least(n - 1, %(remainder)s) AS first
     FROM big_parts
 ), a AS (
-    INSERT INTO accounts AS acc (owner, asset_id, balance, created_at, updated_at)
-    SELECT owner, %(asset_id)s, topups * amount, %(opened)s, now() FROM p ORDER BY n
-    ON CONFLICT (owner, asset_id, shard) DO UPDATE
+    INSERT INTO accounts AS acc (ledger_id, owner, asset_id, balance, created_at, updated_at)
+    SELECT 1, owner, %(asset_id)s, topups * amount, %(opened)s, now() FROM p ORDER BY n
+    ON CONFLICT (ledger_id, owner, asset_id, shard) DO UPDATE
         SET balance = acc.balance + excluded.balance, updated_at = now()
     RETURNING acc.id, acc.owner, acc.balance
 )
@@ -88,9 +88,9 @@ _HISTORY = """
 _APPLIED_AT = f"to_timestamp((g.ms + {APPLIED_AFTER_MS}) / 1000.0)"
 
 _TRANSACTIONS = f"""
-INSERT INTO transactions (id, client_id, idempotency_key, fingerprint, type, status,
-    partition, user_id, asset_id, amount, balance_after, created_at, completed_at)
-SELECT g.tx_id, %(client_id)s, %(key_prefix)s || lpad(g.i::text, %(key_digits)s, '0'),
+INSERT INTO transactions (id, ledger_id, client_id, idempotency_key, fingerprint, type,
+    status, partition, user_id, asset_id, amount, balance_after, created_at, completed_at)
+SELECT g.tx_id, 1, %(client_id)s, %(key_prefix)s || lpad(g.i::text, %(key_digits)s, '0'),
        g.fingerprint, 'topup', 'completed', g.part, g.owner, %(asset_id)s, g.amount,
        g.opening + (g.k + 1) * g.amount, to_timestamp(g.ms / 1000.0), {_APPLIED_AT}
 FROM {_HISTORY}
@@ -177,7 +177,8 @@ def _load(cur: Cursor, wallets: int, topups: int, asset: str, timings: dict[str,
 
 
 def _asset_id(cur: Cursor, asset: str) -> int:
-    cur.execute("SELECT id FROM assets WHERE code = %s", (asset,))
+    # The benchmark's players live in the default ledger (id 1), as the seed's do.
+    cur.execute("SELECT id FROM assets WHERE ledger_id = 1 AND code = %s", (asset,))
     row = cur.fetchone()
     if row is None:
         raise ValueError(f"unknown asset {asset!r}: is the database seeded?")
