@@ -39,10 +39,13 @@ def load(api) -> None:
 
 
 def scrape(stack) -> str:
-    deadline = time.monotonic() + 20
-    while True:  # beat's first reconciliation comes a few seconds after start
+    deadline = time.monotonic() + 30
+    while True:
+        # Beat's first reconciliation comes a few seconds after start, and consumers
+        # (hence stalls) are known once the workers have answered an inspection.
         body = stack.api.get("/metrics").text
-        if "\nwallet_reconciliation_ok " in body or time.monotonic() > deadline:
+        ready = "\nwallet_reconciliation_ok " in body and "\nwallet_partition_stalled{" in body
+        if ready or time.monotonic() > deadline:
             return body
         time.sleep(0.5)
 
