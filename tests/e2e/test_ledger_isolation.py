@@ -213,3 +213,29 @@ def body_for(path: str, operation: dict[str, Any], first: dict[str, Any]) -> Any
         body["code"] = f"iso-{uuid.uuid4().hex[:8]}"
     body.pop("callback_url", None)
     return body
+
+
+def test_a_worker_killed_mid_load_in_two_ledgers_loses_and_repeats_nothing_in_either(stack, second):
+    """The same players topped up in two ledgers at once; partition workers SIGKILLed
+    mid-load: every 202 in each ledger ends applied once, and both books reconcile."""
+    import os
+    import signal
+
+    from tests.e2e.test_guarantees import Load, wait_for
+
+    in_first, in_second = Load(stack.api, threads=6), Load(second, threads=6)
+    in_second.users = in_first.users  # the same player ids: different wallets
+    with in_first, in_second:
+        wait_for(
+            lambda: len(in_first.accepted) >= 150 and len(in_second.accepted) >= 150,
+            what="load in both ledgers",
+        )
+        victims = stack.workers()
+        for victim in victims[:2]:
+            os.kill(victim.pid, signal.SIGKILL)
+    wait_for(lambda: len(stack.workers()) >= len(victims), what="killed workers to come back")
+    in_first.settle_and_check()
+    in_second.settle_and_check()
+    for api in (stack.api, second):
+        report = api.reconciliation()
+        assert report["ok"] is True, report
