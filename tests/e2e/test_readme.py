@@ -25,6 +25,7 @@ def test_there_are_examples_for_every_endpoint_family():
         "/v1/assets",
         "/v1/admin/clients",
         "/v1/admin/reconciliation",
+        "/v1/admin/ledgers",
         "/healthz",
         "/readyz",
         "/metrics",
