@@ -23,6 +23,7 @@ from db import intake, reads
 from db.assets import catalog
 from db.clients import Client
 from db.engine import autocommit, is_unavailable
+from db.ledgers import ledgers
 from ledger import REVERSIBLE, CommandType, partition_of
 from worker import doorbell
 
@@ -107,7 +108,7 @@ def accept(
     doorbell.ring_many(s.row.partition for s in recorded if s.row.status == "pending")
     for stored in recorded:
         if stored.created:
-            COMMANDS_ACCEPTED.labels(stored.row.type).inc()
+            COMMANDS_ACCEPTED.labels(stored.row.type, ledgers.code_of(stored.row.ledger_id)).inc()
     return [r for r in results if r is not None]
 
 

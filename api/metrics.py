@@ -22,7 +22,9 @@ from prometheus_client.registry import REGISTRY, Collector
 import telemetry  # noqa: F401 - before any metric is created
 
 COMMANDS_ACCEPTED = Counter(
-    "wallet_commands_accepted_total", "Commands accepted (first 202), by type", ["type"]
+    "wallet_commands_accepted_total",
+    "Commands accepted (first 202), by type and ledger",
+    ["type", "ledger"],
 )
 
 

@@ -58,16 +58,29 @@ class LedgerCatalog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_code: dict[str, Ledger] = {}
+        self._by_id: dict[int, Ledger] = {}
 
     def by_code(self, code: str) -> Ledger | None:
         found = self._by_code.get(code)
         if found is None:
-            with connect() as conn:
-                ledgers = all_ledgers(conn)
-            with self._lock:
-                self._by_code = {ledger.code: ledger for ledger in ledgers}
+            self._reload()
             found = self._by_code.get(code)
         return found
+
+    def _reload(self) -> None:
+        with connect() as conn:
+            found = all_ledgers(conn)
+        with self._lock:
+            self._by_code = {ledger.code: ledger for ledger in found}
+            self._by_id = {ledger.id: ledger for ledger in found}
+
+    def code_of(self, ledger_id: int) -> str:
+        """The code of a ledger by id (for log lines and metric labels)."""
+        found = self._by_id.get(ledger_id)
+        if found is None:
+            self._reload()
+            found = self._by_id.get(ledger_id)
+        return found.code if found is not None else str(ledger_id)
 
     def default(self) -> Ledger:
         found = self.by_code(DEFAULT_LEDGER_CODE)
@@ -76,7 +89,7 @@ class LedgerCatalog:
 
     def clear(self) -> None:
         with self._lock:
-            self._by_code = {}
+            self._by_code, self._by_id = {}, {}
 
 
 ledgers = LedgerCatalog()

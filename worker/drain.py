@@ -27,6 +27,7 @@ from db.assets import catalog
 from db.engine import autocommit, is_unavailable
 from db.uow import UnitOfWork
 from ledger import (
+    DEFAULT_LEDGER_ID,
     SYSTEM_ACCOUNTS,
     AccountRef,
     Applied,
@@ -73,6 +74,7 @@ class Finished:
     accepted_at: Any
     code: str | None = None  # the rejection's code
     request_id: str | None = None  # of the request that submitted it (for the drain's log)
+    ledger_id: int = DEFAULT_LEDGER_ID  # for the metrics' ledger label
 
 
 @dataclass
@@ -266,6 +268,7 @@ def _apply(
             row.created_at,
             code,
             row.request_id,
+            row.ledger_id,
         )
         for row, (_, status, code, *_rest) in zip(ready, write.outcomes, strict=True)
     ]
@@ -476,6 +479,7 @@ def _reject_poison(partition: int, tx_id: uuid.UUID, error: BaseException) -> Ba
                 row.callback_url,
                 row.created_at,
                 "internal_error",
+                ledger_id=row.ledger_id,
             )
         ],
         full=True,

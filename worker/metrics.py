@@ -4,13 +4,16 @@ from prometheus_client import Counter, Histogram
 
 import telemetry  # noqa: F401 - before any metric is created
 
+# By ledger too: an operator asks "is this title's traffic applying?" (ledgers are few).
 COMMANDS_APPLIED = Counter(
-    "wallet_commands_applied_total", "Commands that completed, by type", ["type"]
+    "wallet_commands_applied_total",
+    "Commands that completed, by type and ledger",
+    ["type", "ledger"],
 )
 COMMANDS_REJECTED = Counter(
     "wallet_commands_rejected_total",
-    "Commands that were rejected, by type and rejection code",
-    ["type", "code"],
+    "Commands that were rejected, by type, rejection code and ledger",
+    ["type", "code", "ledger"],
 )
 APPLY_LATENCY = Histogram(
     "wallet_apply_latency_seconds",

@@ -17,6 +17,7 @@ import settings
 from db import batch as store
 from db import callbacks as outbox
 from db.engine import connect, is_unavailable
+from db.ledgers import ledgers
 from worker import callbacks, doorbell, observe
 from worker.app import app
 from worker.drain import BatchResult, drain
@@ -180,9 +181,11 @@ def _observe(batch: BatchResult) -> None:
         BATCH_SIZE.observe(len(batch.finished))
     for command in batch.finished:
         if command.status == "completed":
-            COMMANDS_APPLIED.labels(command.type).inc()
+            COMMANDS_APPLIED.labels(command.type, ledgers.code_of(command.ledger_id)).inc()
         else:
-            COMMANDS_REJECTED.labels(command.type, command.code or "unknown").inc()
+            COMMANDS_REJECTED.labels(
+                command.type, command.code or "unknown", ledgers.code_of(command.ledger_id)
+            ).inc()
         APPLY_LATENCY.observe(max(0.0, (now - command.accepted_at).total_seconds()))
     if batch.expired:
         HOLDS_EXPIRED.inc(batch.expired)

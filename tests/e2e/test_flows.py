@@ -130,7 +130,10 @@ def test_operations_endpoints(stack, api):
     assert api.get("/healthz").json() == {"status": "ok"}
     assert api.get("/readyz").json()["database"] == "ok"
     metrics = api.get("/metrics").text
-    assert 'wallet_commands_accepted_total{type="topup"}' in metrics
+    accepted = [
+        line for line in metrics.splitlines() if line.startswith("wallet_commands_accepted_total{")
+    ]
+    assert any('type="topup"' in line and 'ledger="default"' in line for line in accepted)
     assert "wallet_commands_applied_total" in metrics
     assert "wallet_apply_latency_seconds_bucket" in metrics
     assert 'wallet_queue_depth{partition="7"}' in metrics
