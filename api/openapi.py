@@ -56,7 +56,8 @@ PROBLEMS: dict[int, str] = {
     "`bad_request` (control characters in the path or query, malformed framing).",
     401: "`unauthorized`: no API key, or not a valid one.",
     403: "`forbidden`: the key lacks the scope this operation needs.",
-    404: "`not_found` (no such transaction for this client) or `user_not_found`.",
+    404: "`not_found` (no such transaction in this ledger), `user_not_found`, or "
+    "`ledger_not_found` (the bootstrap key named a ledger that does not exist).",
     409: "A conflict with what exists: `asset_exists`, `ledger_exists`, "
     "`callback_delivered` (a redelivery of a delivered callback).",
     413: "`payload_too_large`: a body over 1 MiB, however it is framed.",
