@@ -15,16 +15,6 @@ BEARER = [{"bearerAuth": []}]
 # 1 MiB, a request line or headers too large (gunicorn), a dependency down.
 # 404 too: the bootstrap key naming a ledger that does not exist (ledger_not_found).
 COMMON_ERRORS = (400, 401, 403, 404, 413, 414, 431, 503)
-# Every authenticated operation acts in one ledger: the caller's, or for the bootstrap
-# key the one this header names.
-LEDGER_HEADER = {
-    "in": "header",
-    "name": "Wallet-Ledger",
-    "required": False,
-    "description": "The ledger to act in: for the bootstrap key (WALLET_ADMIN_KEY) only; "
-    "absent means `default`. A client key acts in its own ledger; naming another is 403.",
-    "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{1,31}$"},
-}
 
 
 class Blueprint(SmorestBlueprint):
@@ -35,5 +25,4 @@ class Blueprint(SmorestBlueprint):
         return: the common ones and `errors` (e.g. 404, 409, 422)."""
         statuses = sorted({*COMMON_ERRORS, *errors})
         responses = {str(status): problem_ref(status) for status in statuses}
-        parameters = [LEDGER_HEADER, *doc.pop("parameters", [])]
-        return self.doc(security=BEARER, responses=responses, parameters=parameters, **doc)
+        return self.doc(security=BEARER, responses=responses, **doc)

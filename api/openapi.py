@@ -94,9 +94,22 @@ def problem_ref(status: int) -> str:
     return http.HTTPStatus(status).name
 
 
+# Every authenticated operation acts in one ledger: the caller's, or for the bootstrap
+# key the one this header names.
+LEDGER_HEADER = {
+    "in": "header",
+    "name": "Wallet-Ledger",
+    "required": False,
+    "description": "The ledger to act in: for the bootstrap key (WALLET_ADMIN_KEY) only; "
+    "absent means `default`. A client key acts in its own ledger; naming another is 403.",
+    "schema": {"type": "string", "pattern": "^[a-z][a-z0-9_-]{1,31}$"},
+}
+
+
 class HeadersPlugin(BasePlugin):
-    """Adds X-Request-Id to each response an operation describes inline (its successes);
-    the error responses are components that already carry it."""
+    """Adds X-Request-Id to each response an operation describes inline (its successes;
+    the error responses are components that already carry it), and the Wallet-Ledger
+    request header to every operation that needs a key."""
 
     def operation_helper(
         self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any
@@ -107,6 +120,8 @@ class HeadersPlugin(BasePlugin):
             for response in operation.get("responses", {}).values():
                 if isinstance(response, dict) and "$ref" not in response:
                     response.setdefault("headers", {}).update(header_refs(REQUEST_ID))
+            if operation.get("security"):
+                operation.setdefault("parameters", []).insert(0, LEDGER_HEADER)
 
 
 def nullable_ref(self: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:

@@ -42,7 +42,9 @@ def test_flower_shows_the_partition_queues_and_a_drain_with_its_result(stack, ap
             )
             page = context.new_page()
             wanted = {f"partition.{p}" for p in range(8)}
-            for _ in range(20):  # Flower learns the queues from the workers' replies
+            # Flower learns the queues from the workers' replies; a worker restarted by an
+            # earlier test (a SIGKILL) is known again only after it answers.
+            for _ in range(60):
                 page.goto(f"{stack.flower_url}/broker")
                 table = page.locator("#queue-table")
                 table.wait_for()

@@ -86,7 +86,7 @@ def test_metrics_pass_promtool_and_hold_what_operators_alert_on(stack, api):
     rejected = [
         dict(k[1]) for k in samples if k[0] == "wallet_commands_rejected_total" and samples[k]
     ]
-    assert {"type": "spend", "code": "insufficient_funds"} in rejected
+    assert {"type": "spend", "code": "insufficient_funds", "ledger": "default"} in rejected
     assert ("wallet_broker_up", ()) in samples and samples[("wallet_broker_up", ())] == 1
     assert samples[("wallet_reconciliation_ok", ())] == 1
     # Flower runs outside the shared metrics folder: none of its series leak in.
