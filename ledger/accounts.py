@@ -6,12 +6,13 @@ import re
 import zlib
 from dataclasses import dataclass
 
-# Source of top-ups, source of bonuses, sink of spends and captures. They may go
-# negative: @treasury's balance is minus everything it has issued.
+# Source of top-ups, source of bonuses, sink of spends and captures, sink of expired
+# credits. They may go negative: @treasury's balance is minus everything it has issued.
 TREASURY = "@treasury"
 PROMOTIONS = "@promotions"
 REVENUE = "@revenue"
-SYSTEM_ACCOUNTS = (TREASURY, PROMOTIONS, REVENUE)
+EXPIRED = "@expired"
+SYSTEM_ACCOUNTS = (TREASURY, PROMOTIONS, REVENUE, EXPIRED)
 
 # Amounts are integers in the asset's smallest unit and must survive a trip through a
 # JavaScript client, so they stay within the doubles' exact integer range. Balances

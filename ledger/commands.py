@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
-from ledger.accounts import PROMOTIONS, REVENUE, TREASURY, AccountRef
+from ledger.accounts import EXPIRED, PROMOTIONS, REVENUE, TREASURY, AccountRef
 from ledger.postings import Posting, transfer
 
 
@@ -24,6 +24,9 @@ class CommandType(StrEnum):
     CAPTURE = "capture"
     RELEASE = "release"
     REVERSE = "reverse"
+    EXPIRY = "expiry"
+    FREEZE = "freeze"
+    UNFREEZE = "unfreeze"
 
 
 # The commands whose completed effect a reversal may undo.
@@ -156,5 +159,54 @@ class Reverse:
     reason: str
 
 
+@dataclass(frozen=True)
+class Expiry:
+    """Move what is left of a wallet's lots that expire at or before `expires_at` to
+    @expired. The amount is decided when applied: spends accepted before the instant may
+    have used the lots, and a hold keeps the lots it reserved."""
+
+    type: ClassVar[CommandType] = CommandType.EXPIRY
+    user_id: str
+    asset: str
+    expires_at: datetime
+
+    @property
+    def subject(self) -> AccountRef:
+        return AccountRef(self.user_id, self.asset)
+
+    def postings(self, amount: int) -> tuple[Posting, ...]:
+        return transfer(self.subject, AccountRef(EXPIRED, self.asset), amount)
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """Stop a player's own debits in every asset until an unfreeze."""
+
+    type: ClassVar[CommandType] = CommandType.FREEZE
+    user_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unfreeze:
+    """Let a frozen player debit again."""
+
+    type: ClassVar[CommandType] = CommandType.UNFREEZE
+    user_id: str
+    reason: str | None = None
+
+
 Movement = TopUp | Bonus | Spend | Transfer
-Command = TopUp | Bonus | Spend | Transfer | Hold | Capture | Release | Reverse
+Command = (
+    TopUp
+    | Bonus
+    | Spend
+    | Transfer
+    | Hold
+    | Capture
+    | Release
+    | Reverse
+    | Expiry
+    | Freeze
+    | Unfreeze
+)

@@ -15,6 +15,9 @@ class RejectionCode(StrEnum):
     CAPTURE_EXCEEDS_HOLD = "capture_exceeds_hold"
     BALANCE_LIMIT_EXCEEDED = "balance_limit_exceeded"
     SAME_ACCOUNT = "same_account"
+    SPEND_LIMIT_EXCEEDED = "spend_limit_exceeded"
+    WALLET_FROZEN = "wallet_frozen"
+    NOTHING_TO_EXPIRE = "nothing_to_expire"
 
 
 class LedgerError(Exception):
