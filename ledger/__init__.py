@@ -49,6 +49,7 @@ from ledger.controls import (
 )
 from ledger.errors import LedgerError, NegativeAvailable, RejectionCode, UnbalancedPostings
 from ledger.postings import Direction, Posting, check_balanced, residual, transfer
+from ledger.statements import Entry, Statement, StatementLine, balance_at, statement
 
 __all__ = [
     "ASSET_CODE_PATTERN",
@@ -71,6 +72,7 @@ __all__ = [
     "CommandType",
     "Debit",
     "Direction",
+    "Entry",
     "Expiry",
     "Freeze",
     "Frozen",
@@ -89,12 +91,15 @@ __all__ = [
     "Release",
     "Reverse",
     "Spend",
+    "Statement",
+    "StatementLine",
     "TopUp",
     "Transfer",
     "UnbalancedPostings",
     "Unfreeze",
     "Wallet",
     "WalletMovement",
+    "balance_at",
     "check_balanced",
     "due_expiries",
     "expiring",
@@ -103,6 +108,7 @@ __all__ = [
     "partition_of",
     "recent_debits",
     "residual",
+    "statement",
     "transfer",
     "unexpiring",
 ]
