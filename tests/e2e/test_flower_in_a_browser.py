@@ -45,6 +45,14 @@ def test_flower_shows_the_partition_queues_and_a_drain_with_its_result(stack, ap
             # Flower learns the queues from the workers' replies; a worker restarted by an
             # earlier test (a SIGKILL) is known again only after it answers.
             for _ in range(60):
+                # Ask Flower to inspect the workers again: it keeps what it learned
+                # at start, and a worker restarted since is a new process.
+                requests.get(
+                    f"{stack.flower_url}/api/workers",
+                    params={"refresh": "1"},
+                    auth=stack.flower_auth,
+                    timeout=10,
+                )
                 page.goto(f"{stack.flower_url}/broker")
                 table = page.locator("#queue-table")
                 table.wait_for()
