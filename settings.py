@@ -24,7 +24,12 @@ class Settings:
     redis_sentinels: tuple[tuple[str, int], ...]
     redis_sentinel_master: str | None
     admin_key: str | None
+    # The partition count a fresh database starts with; once stored (db.partitioning)
+    # the database's count wins, and `python -m stack repartition N` changes it.
     partitions: int
+    # The partition queues every partition worker consumes (partition.0 .. max - 1):
+    # a repartition up to this needs no worker restart.
+    max_partitions: int
     port: int
     flower_port: int
     flower_basic_auth: str | None
@@ -42,13 +47,15 @@ def load() -> Settings:
     sentinels = _addresses(os.environ.get("REDIS_SENTINELS", ""))
     if sentinels and not os.environ.get("REDIS_SENTINEL_MASTER"):
         raise ValueError("REDIS_SENTINELS is set: REDIS_SENTINEL_MASTER must name the master")
+    partitions = int(os.environ.get("WALLET_PARTITIONS", "8"))
     return Settings(
         database_url=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/wallet"),
         redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
         redis_sentinels=sentinels,
         redis_sentinel_master=os.environ.get("REDIS_SENTINEL_MASTER") or None,
         admin_key=os.environ.get("WALLET_ADMIN_KEY") or None,
-        partitions=int(os.environ.get("WALLET_PARTITIONS", "8")),
+        partitions=partitions,
+        max_partitions=max(partitions, int(os.environ.get("WALLET_MAX_PARTITIONS", "64"))),
         port=int(os.environ.get("PORT", "8000")),
         flower_port=int(os.environ.get("FLOWER_PORT", "5555")),
         flower_basic_auth=os.environ.get("FLOWER_BASIC_AUTH") or None,

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy import Connection, Row, text
 from sqlalchemy.exc import OperationalError
 
-import settings
 from api.errors import ApiError, unavailable, unknown_asset
 from api.metrics import COMMANDS_ACCEPTED
 from db import intake, reads
@@ -24,7 +23,7 @@ from db.assets import catalog
 from db.clients import Client
 from db.engine import autocommit, is_unavailable
 from db.ledgers import ledgers
-from ledger import REVERSIBLE, CommandType, partition_of
+from ledger import REVERSIBLE, CommandType, wallet_route
 from worker import doorbell
 
 
@@ -74,7 +73,6 @@ def accept(
     Items that already failed validation are passed through as they are, so results
     stay in order. With `ordered`, the order of `items` is their acceptance order.
     """
-    partitions = settings.load().partitions
     results: list[Accepted | ApiError | None] = []
     commands: list[tuple[int, intake.NewCommand]] = []
     with autocommit() as conn:
@@ -84,7 +82,7 @@ def accept(
                 results.append(submission)
                 continue
             try:
-                commands.append((index, _command(client, submission, references, partitions)))
+                commands.append((index, _command(client, submission, references)))
                 results.append(None)
             except ApiError as error:
                 results.append(error)
@@ -203,8 +201,10 @@ def _command(
     client: Client,
     submission: Submission,
     references: dict[tuple[int, uuid.UUID], Row[Any]],
-    partitions: int,
 ) -> intake.NewCommand:
+    """The command to store. Its partition is the database's to compute, from the
+    wallet's route and the count in force when the row is written (db.partitioning):
+    a capture, release or reversal goes with its wallet, like every other command."""
     fields = submission.fields
     kind = submission.kind
     if "callback_url" in fields:
@@ -231,7 +231,7 @@ def _command(
         )
         return intake.NewCommand(
             **common,
-            partition=ref.partition,
+            route=wallet_route(ref.user_id, client.ledger_id),
             user_id=ref.user_id,
             asset_id=ref.asset_id,
             amount=ref.amount if kind is CommandType.REVERSE else fields.get("amount"),
@@ -246,7 +246,7 @@ def _command(
     user_id = fields["from_user_id"] if kind is CommandType.TRANSFER else fields["user_id"]
     return intake.NewCommand(
         **common,
-        partition=partition_of(user_id, partitions, client.ledger_id),
+        route=wallet_route(user_id, client.ledger_id),
         user_id=user_id,
         to_user_id=fields.get("to_user_id"),
         asset_id=asset.id,

@@ -38,7 +38,7 @@ class QueueDepth(Collector):
     """
 
     def collect(self):  # type: ignore[no-untyped-def]
-        import settings
+        from db import partitioning
         from db.admin_reads import partition_backlogs
         from db.engine import autocommit
         from worker.consumers import census
@@ -46,7 +46,8 @@ class QueueDepth(Collector):
         from worker.observe import RECONCILIATION_KEY
         from worker.routing import partition_queues, queue_name
 
-        partitions = settings.load().partitions
+        # The count in force is the database's (it changes with `stack repartition`).
+        partitions = partitioning.current()
         labels = ["partition"]
         queued = GaugeMetricFamily(
             "wallet_queue_depth", "Messages waiting in a partition queue", labels=labels

@@ -15,10 +15,9 @@ from sqlalchemy import Connection, Row, text
 
 from db.engine import autocommit_connection, get_engine
 
-# pg_advisory_xact_lock(namespace, partition): one drain per partition at a time, so
-# commands of a partition are applied strictly in acceptance order, even if two
-# workers were ever to consume the same queue.
+# pg_advisory_xact_lock(namespace, partition): the drain lease (DrainLease below).
 DRAIN_LOCK_NAMESPACE = 0x57414C
+# pg_try_advisory_lock(namespace, partition): at most one drain chain (ChainLock).
 CHAIN_LOCK_NAMESPACE = 0x57414D
 
 
@@ -93,20 +92,61 @@ class ChainLock:
         self._conn = None
 
 
-def lock_partition(conn: Connection, partition: int) -> None:
-    conn.execute(
-        text("SELECT pg_advisory_xact_lock(:ns, :p)"), {"ns": DRAIN_LOCK_NAMESPACE, "p": partition}
-    )
+class DrainLease:
+    """The right to apply a partition's commands, granted by PostgreSQL, never by Redis.
+
+    It is a transaction-level advisory lock, taken in the transaction that reads the
+    batch (in the same round trip, see pending_commands) and that writes it. That one
+    transaction is the fence: its fencing token is the transaction itself.
+
+    - Two drains of one partition (two consumers of `partition.p`, on one host or two)
+      never overlap: the second waits for the first to commit or abort, and then reads
+      the partition afresh, so it neither repeats nor reorders what the first applied.
+    - A worker cut off from Redis but still reaching PostgreSQL cannot apply a stale
+      batch: it has no batch other than the one it read under the lease it writes
+      under. A doorbell, late, duplicated or delivered to a second host, only starts a
+      drain; it carries no work.
+    - A worker whose PostgreSQL session dies mid-batch (its host lost, its connection
+      cut, the server's keepalive or idle_in_transaction_session_timeout ending it,
+      pg_terminate_backend) loses the lease and its transaction together: nothing it
+      decided is written, and the next holder reads the commands as still pending.
+    - A worker that stalls while holding it (stopped, swapping) holds up its partition
+      only, until its session is ended (db.engine's session timeouts); there is no
+      wall-clock expiry that could let a second drain in while the first may still
+      commit.
+
+    Besides the drains, only the poison-command path (worker.drain._reject_poison) and a
+    repartition (db.partitioning, which takes every lease at once) write under it.
+    """
+
+    @staticmethod
+    def take(conn: Connection, partition: int) -> None:
+        """Wait for the partition's lease; held until this transaction ends."""
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, :p)"),
+            {"ns": DRAIN_LOCK_NAMESPACE, "p": partition},
+        )
+
+    @staticmethod
+    def take_all(conn: Connection, partitions: int) -> None:
+        """Wait for the leases of partitions 0 .. partitions - 1, in ascending order (a
+        drain holds one lease only, so no order of waits can form a cycle)."""
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, p) FROM generate_series(0, :n - 1) AS p"),
+            {"ns": DRAIN_LOCK_NAMESPACE, "n": partitions},
+        )
 
 
 def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[Row[Any]]:
-    """Lock the partition, then read its oldest pending commands in acceptance order:
-    one round trip (two statements).
+    """Take the partition's lease (DrainLease), then read its oldest pending commands
+    in acceptance order: one round trip (two statements; the read's snapshot is taken
+    after the lease is granted, so it sees everything the previous holder committed).
 
     Each row also carries `foreign_seq`: the lowest seq of a pending command of
     *another* partition touching one of its wallets (a transfer to it, or the payee's
     own command), which it must wait for. A wallet's own commands always live in its
-    own partition, so three index probes on pending rows cover every case.
+    own partition (a repartition moves them together, db.partitioning), so three
+    index probes on pending rows cover every case.
     """
     return conn.execute(
         text("SELECT pg_advisory_xact_lock(:ns, :p); " + PENDING),
@@ -409,12 +449,16 @@ def reject_alone(conn: Connection, tx_id: uuid.UUID, code: str, message: str) ->
 def partitions_to_sweep(conn: Connection, pending_for_seconds: float, partitions: int) -> list[int]:
     """Partitions with a command pending for too long, or a hold whose time ran out.
 
+    The partitions are those of the count the database holds (`partitions` only until
+    one is stored), read in this query: a repartition is followed at the next sweep.
+
     Each partition's oldest pending command is one index step, so a sweep costs the
     same with ten pending commands or a hundred thousand.
     """
     rows = conn.execute(
         text(
-            "SELECT p.partition FROM generate_series(0, :n - 1) AS p(partition) "
+            "SELECT p.partition FROM generate_series(0, coalesce("
+            "  (SELECT partitions FROM wallet_partitioning), :n) - 1) AS p(partition) "
             "WHERE (SELECT t.created_at FROM transactions t "
             "       WHERE t.partition = p.partition AND t.status = 'pending' "
             "       ORDER BY t.seq LIMIT 1) < now() - make_interval(secs => :s) "

@@ -129,9 +129,16 @@ def _create(pool_size: int, **options: Any) -> Engine:
         pool_timeout=5,
         connect_args={
             "connect_timeout": 5,
-            # A stuck statement must not hang a request or a drain for ever,
-            "options": "-c statement_timeout=30000",
-            # nor a peer that vanished without closing the connection.
+            # A stuck statement must not hang a request or a drain for ever. And the
+            # server must end the session of a client that vanished (a host lost
+            # without closing its sockets) or that stalls inside a transaction: that
+            # is what frees a dead worker's drain lease and chain lock for the other
+            # hosts (db.batch.DrainLease). Its own keepalives, not only libpq's.
+            "options": "-c statement_timeout=30000 "
+            "-c idle_in_transaction_session_timeout=60000 "
+            "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "
+            "-c tcp_keepalives_count=3",
+            # The client side: a server that vanished without closing the connection.
             "keepalives": 1,
             "keepalives_idle": 10,
             "keepalives_interval": 5,

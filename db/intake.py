@@ -12,7 +12,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, text
 
+import settings
 from db.ids import uuid7
+from db.partitioning import INTAKE_LOCK_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,9 @@ class NewCommand:
     idempotency_key: str
     fingerprint: str
     type: str
-    partition: int
+    # ledger.wallet_route of the wallet whose partition applies the command: the
+    # database takes it modulo the partition count it holds (db.partitioning).
+    route: int
     user_id: str
     asset_id: int
     amount: int | None = None
@@ -105,7 +109,8 @@ def record(
         "key": [c.idempotency_key for c in rows],
         "fingerprint": [c.fingerprint for c in rows],
         "type": [c.type for c in rows],
-        "partition": [c.partition for c in rows],
+        "route": [c.route for c in rows],
+        "configured": settings.load().partitions,
         "user": [c.user_id for c in rows],
         "to_user": [c.to_user_id for c in rows],
         "asset": [c.asset_id for c in rows],
@@ -133,26 +138,33 @@ def record(
 
 
 INSERT = text(
-    """
+    f"""
+    SELECT pg_advisory_xact_lock_shared({INTAKE_LOCK_NAMESPACE}, 0);
     INSERT INTO transactions (id, seq, ledger_id, client_id, idempotency_key, fingerprint,
         type, status, partition, user_id, to_user_id, asset_id, amount, reference_id,
         metadata, reason, item_id, callback_url, expires_at, request_id)
     SELECT c.id, coalesce(c.seq, nextval(pg_get_serial_sequence('transactions', 'seq'))),
-        c.ledger, c.client, c.key, c.fingerprint, c.type, 'pending', c.partition, c.usr, c.to_user,
+        c.ledger, c.client, c.key, c.fingerprint, c.type, 'pending',
+        CAST(c.route % n.partitions AS smallint), c.usr, c.to_user,
         c.asset, c.amount, c.ref, CAST(c.metadata AS jsonb), c.reason, c.item, c.callback,
         -- the database's clock, like created_at: a hold's life is measured on one clock
         now() + make_interval(secs => c.expires_in), c.request_id
     FROM unnest(CAST(:id AS uuid[]), CAST(:seq AS bigint[]), CAST(:ledger AS int[]),
         CAST(:client AS uuid[]),
         CAST(:key AS text[]), CAST(:fingerprint AS text[]), CAST(:type AS text[]),
-        CAST(:partition AS smallint[]), CAST(:user AS text[]), CAST(:to_user AS text[]),
+        CAST(:route AS bigint[]), CAST(:user AS text[]), CAST(:to_user AS text[]),
         CAST(:asset AS int[]), CAST(:amount AS bigint[]), CAST(:ref AS uuid[]),
         CAST(:metadata AS text[]), CAST(:reason AS text[]), CAST(:item AS text[]),
         CAST(:callback AS text[]), CAST(:expires_in AS int[]), CAST(:request_id AS text[]))
-        AS c(id, seq, ledger, client, key, fingerprint, type, partition, usr, to_user, asset,
+        AS c(id, seq, ledger, client, key, fingerprint, type, route, usr, to_user, asset,
              amount, ref, metadata, reason, item, callback, expires_in, request_id)
+    -- The count in force, read after the intake lock above was granted (a statement of
+    -- its own, so its snapshot is later): a repartition that holds the lock alone has
+    -- either committed before this reads, or waits until this commits.
+    CROSS JOIN (SELECT coalesce((SELECT partitions FROM wallet_partitioning),
+        CAST(:configured AS smallint)) AS partitions) AS n
     ON CONFLICT ON CONSTRAINT transactions_ledger_client_key_key DO NOTHING
-    RETURNING id, seq, created_at, expires_at
+    RETURNING id, seq, partition, created_at, expires_at
     """
 )
 
@@ -169,7 +181,7 @@ def _pending_row(command: NewCommand, returned: Row[Any]) -> SimpleNamespace:
         fingerprint=command.fingerprint,
         type=command.type,
         status="pending",
-        partition=command.partition,
+        partition=returned.partition,
         user_id=command.user_id,
         to_user_id=command.to_user_id,
         asset_id=command.asset_id,

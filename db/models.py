@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -50,6 +51,20 @@ class Ledger(Base):
     code: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+
+
+class Partitioning(Base):
+    """The partition count, one row (0006): db.partitioning reads and changes it."""
+
+    __tablename__ = "wallet_partitioning"
+    __table_args__ = (
+        CheckConstraint("singleton", name="wallet_partitioning_one_row"),
+        CheckConstraint("partitions >= 1", name="wallet_partitioning_positive"),
+    )
+
+    singleton: Mapped[bool] = mapped_column(Boolean, primary_key=True, server_default=text("true"))
+    partitions: Mapped[int] = mapped_column(SmallInteger)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
 
 class Asset(Base):

@@ -17,7 +17,8 @@ from db import intake
 from db.assets import SEEDED_ASSETS
 from db.clients import BOOTSTRAP_CLIENT_ID, ensure_bootstrap_client
 from db.engine import connect
-from ledger import DEFAULT_LEDGER_ID, SYSTEM_ACCOUNTS, partition_of
+from db.partitioning import ensure
+from ledger import DEFAULT_LEDGER_ID, SYSTEM_ACCOUNTS, wallet_route
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def seed(conn: Connection, partitions: int) -> list[intake.Recorded]:
             {"l": DEFAULT_LEDGER_ID, "c": code, "n": name},
         )
     ensure_bootstrap_client(conn)
+    # The first seed stores the count; from then on the database's count is in force
+    # (`python -m stack repartition N` changes it) and shards cover it.
+    partitions = ensure(conn, partitions)
     conn.execute(
         text(
             "INSERT INTO accounts (ledger_id, owner, asset_id, shard) "
@@ -66,7 +70,7 @@ def seed(conn: Connection, partitions: int) -> list[intake.Recorded]:
                     idempotency_key=f"seed:opening:{user_id}:{code}",
                     fingerprint=intake.fingerprint("topup", fields),
                     type="topup",
-                    partition=partition_of(user_id, partitions),
+                    route=wallet_route(user_id),
                     user_id=user_id,
                     asset_id=asset_ids[code],
                     amount=amount,

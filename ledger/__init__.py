@@ -16,6 +16,7 @@ from ledger.accounts import (
     is_system,
     is_valid_user_id,
     partition_of,
+    wallet_route,
 )
 from ledger.book import Applied, Book, HoldState, HoldStatus, Outcome, Record, Rejected, Wallet
 from ledger.commands import (
@@ -111,4 +112,5 @@ __all__ = [
     "statement",
     "transfer",
     "unexpiring",
+    "wallet_route",
 ]

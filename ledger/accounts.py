@@ -51,11 +51,23 @@ def is_valid_user_id(user_id: str) -> bool:
 DEFAULT_LEDGER_ID = 1
 
 
-def partition_of(user_id: str, partitions: int, ledger_id: int = DEFAULT_LEDGER_ID) -> int:
-    """The partition that owns a wallet: stable across processes and restarts.
+def wallet_route(user_id: str, ledger_id: int = DEFAULT_LEDGER_ID) -> int:
+    """A wallet's stable hash, 0 to 2**32 - 1: its partition is this modulo the count.
 
-    The same player id in two ledgers is two wallets, which may land in different
-    partitions. zlib.crc32, not hash(): Python randomises str hashes per process.
+    The intake sends it to the database, which takes it modulo the partition count
+    it holds (db.partitioning), so that a count changed on a live system is read in
+    the same transaction that stores the command. zlib.crc32, not hash(): Python
+    randomises str hashes per process.
     """
     key = user_id if ledger_id == DEFAULT_LEDGER_ID else f"{ledger_id}/{user_id}"
-    return zlib.crc32(key.encode("utf-8")) % partitions
+    return zlib.crc32(key.encode("utf-8"))
+
+
+def partition_of(user_id: str, partitions: int, ledger_id: int = DEFAULT_LEDGER_ID) -> int:
+    """The partition that owns a wallet when there are `partitions`: stable across
+    processes and restarts.
+
+    The same player id in two ledgers is two wallets, which may land in different
+    partitions.
+    """
+    return wallet_route(user_id, ledger_id) % partitions

@@ -7,13 +7,18 @@
                  are stopped again)
   workers        only the partition workers and the callbacks worker, supervised
   migrate        migrations and seed only
+  repartition N  change the partition count of the running system to N (1 to
+                 WALLET_MAX_PARTITIONS): pending commands move with their wallets,
+                 nothing is lost or reordered, no process needs a restart
   services       start the embedded servers (for the URLs that are unset), print
                  DATABASE_URL=... and REDIS_URL=..., and leave them running
   stop-services  stop the embedded servers of the data folder
 
 Environment: DATABASE_URL (one host or libpq's host1:port1,host2:port2), REDIS_URL or
 REDIS_SENTINELS + REDIS_SENTINEL_MASTER, WALLET_ADMIN_KEY, FLOWER_BASIC_AUTH,
-WALLET_PARTITIONS (8), WALLET_WORKER_PROCESSES (2), PORT (8000),
+WALLET_PARTITIONS (8: the count of a new database), WALLET_MAX_PARTITIONS (64: the
+queues every partition worker consumes), WALLET_WORKER_PROCESSES (2), HOSTNAME (the
+host part of the workers' Celery node names; Celery's %h when unset), PORT (8000),
 FLOWER_PORT (5555), WALLET_DATA_DIR (.data), PROMETHEUS_MULTIPROC_DIR (<data>/metrics).
 """
 
@@ -47,12 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=list(COMMANDS))
+    parser.add_argument("command", choices=[*COMMANDS, "repartition"])
+    parser.add_argument("count", nargs="?", type=int, help="repartition: the new count")
     args = parser.parse_args(argv)
+    if (args.command == "repartition") != (args.count is not None):
+        parser.error("repartition takes the new partition count, and only it takes one")
     # Until the supervisor takes the signals over, SIGTERM unwinds like Ctrl-C, so that
     # the embedded servers started so far are stopped again.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if args.command == "repartition":
+            return repartition(args.count)
         return COMMANDS[args.command]()
     except KeyboardInterrupt:
         return 130
@@ -93,6 +103,28 @@ def migrate() -> int:
     """Migrations and seed (docker-compose's `migrate`, run before the API starts)."""
     with _stack() as stack:
         return _migrate(stack)
+
+
+def repartition(count: int) -> int:
+    """Change the partition count on the live system (db.partitioning), then ring every
+    partition so that the commands that moved are drained at once."""
+    with _stack():
+        from db import partitioning
+        from worker import doorbell
+
+        try:
+            done = partitioning.repartition(count)
+        except ValueError as error:
+            _say(str(error))
+            return 2
+        rung = doorbell.ring_many(range(max(done.old, done.new)), force=True)
+        print(
+            f"partitions: {done.old} -> {done.new}; {done.moved} of {done.pending} pending "
+            f"commands and active holds moved in {done.seconds:.2f} s"
+            + ("" if rung else "; doorbells not rung (Redis unreachable): the sweeper will"),
+            flush=True,
+        )
+        return 0
 
 
 def services() -> int:
@@ -222,7 +254,13 @@ def _configured(name: str) -> bool:
 
 def _worker_commands(config: settings.Settings) -> list[commands.Command]:
     processes = int(os.environ.get("WALLET_WORKER_PROCESSES") or 0) or None
-    return [*commands.partition_workers(config.partitions, processes), commands.callbacks_worker()]
+    # Node names must differ between hosts: HOSTNAME is set in every container, and a
+    # test sets it to run two "hosts" on one machine.
+    host = os.environ.get("HOSTNAME") or "%h"
+    return [
+        *commands.partition_workers(config.max_partitions, processes, host),
+        commands.callbacks_worker(host),
+    ]
 
 
 def _programs(cmds: Sequence[commands.Command], stack: Stack) -> list[Program]:

@@ -19,7 +19,7 @@ CELERY_APP = "worker.app"
 DEFAULT_WORKER_PROCESSES = 2
 # Every Celery worker: send task events (Flower shows them), and skip gossip and mingle,
 # which cost a round of broadcast messages per worker and per restart for nothing here:
-# each queue has exactly one consumer, assigned below.
+# the database, not Celery, decides who drains a partition (db.batch.DrainLease).
 _WORKER_FLAGS = ["-E", "-l", "INFO", "--without-gossip", "--without-mingle"]
 # How often Flower saves its task history (milliseconds), besides on exit.
 FLOWER_SAVE_EVERY_MS = 60_000
@@ -38,15 +38,21 @@ def api() -> Command:
     return Command("api", ["gunicorn", "-c", "gunicorn.conf.py", "api:create_app()"])
 
 
-def partition_workers(partitions: int, processes: int | None = None) -> list[Command]:
-    """The partition workers: a few processes, a thread per partition queue in each.
+def partition_workers(
+    partitions: int, processes: int | None = None, host: str = "%h"
+) -> list[Command]:
+    """One host's partition workers: a few processes, a thread per partition queue.
 
-    Worker i consumes `partition.{p}` for every p with p % processes == i, so each
-    partition has exactly one consuming process, and a drain of it holds the
-    partition's advisory lock, so its commands apply in order. A drain spends most of
-    its time waiting on PostgreSQL, so threads overlap well and one process per core
-    is enough (the default: 2); more processes than partitions would leave some
-    without a queue, so the count is capped.
+    `partitions` is the number of queues to consume: the stack passes
+    WALLET_MAX_PARTITIONS, so that a repartition up to it finds every queue consumed
+    without a restart. Worker i consumes `partition.{p}` for every p with
+    p % processes == i, so each partition has one consuming process on this host;
+    other hosts may consume the same queues, and a drain holds the partition's lease
+    in PostgreSQL (db.batch.DrainLease), so its commands apply in order, once. A drain
+    spends most of its time waiting on PostgreSQL, so threads overlap well and one
+    process per core is enough (the default: 2); more processes than partitions would
+    leave some without a queue, so the count is capped. `host` is the node names'
+    host part (Celery's `%h`, or HOSTNAME): node names must differ across hosts.
     """
     if partitions < 1:
         raise ValueError("WALLET_PARTITIONS must be at least 1")
@@ -58,17 +64,20 @@ def partition_workers(partitions: int, processes: int | None = None) -> list[Com
         queues = [f"partition.{p}" for p in range(i, partitions, count)]
         pool = ["-P", "threads", "-c", str(len(queues))]
         workers.append(
-            Command(f"partitions-{i}", _celery_worker(f"partitions-{i}", ",".join(queues), pool))
+            Command(
+                f"partitions-{i}",
+                _celery_worker(f"partitions-{i}", ",".join(queues), pool, host),
+            )
         )
     return workers
 
 
-def callbacks_worker() -> Command:
+def callbacks_worker(host: str = "%h") -> Command:
     """Callback deliveries and beat's housekeeping (the `maintenance` queue): I/O-bound,
     unordered, and never on a partition's path, so one process with 16 threads."""
     return Command(
         "callbacks",
-        _celery_worker("callbacks", "callbacks,maintenance", ["-P", "threads", "-c", "16"]),
+        _celery_worker("callbacks", "callbacks,maintenance", ["-P", "threads", "-c", "16"], host),
     )
 
 
@@ -131,7 +140,7 @@ def resolve(argv: list[str]) -> list[str]:
     return [str(candidate) if candidate.exists() else program, *rest]
 
 
-def _celery_worker(name: str, queues: str, pool: list[str]) -> list[str]:
+def _celery_worker(name: str, queues: str, pool: list[str], host: str = "%h") -> list[str]:
     # -q: no banner on stdout; the worker's log lines are JSON (worker.app).
     command = ["celery", "-A", CELERY_APP, "-q", "worker", *pool]
-    return [*command, "-Q", queues, "-n", f"{name}@%h", *_WORKER_FLAGS]
+    return [*command, "-Q", queues, "-n", f"{name}@{host}", *_WORKER_FLAGS]

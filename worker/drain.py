@@ -20,9 +20,9 @@ from sqlalchemy import Row
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-import settings
 from db import batch as store
 from db import callbacks as outbox
+from db import partitioning
 from db.assets import catalog
 from db.engine import autocommit, is_unavailable
 from db.uow import UnitOfWork
@@ -204,7 +204,7 @@ def waiting_partitions(partition: int, wallets: set[WalletKey]) -> set[int]:
             return {row.partition for row in store.foreign_pending(conn, partition, wallets)}
     except INFRASTRUCTURE_ERRORS as error:
         log.warning("wake-up query of partition %s failed, ringing all: %r", partition, error)
-        return set(range(settings.load().partitions)) - {partition}
+        return set(range(partitioning.last_known())) - {partition}
 
 
 def _apply(
@@ -456,7 +456,7 @@ def _final_amount(row: Row[Any], outcome: Applied, book: Book) -> int | None:
 def _reject_poison(partition: int, tx_id: uuid.UUID, error: BaseException) -> BatchResult:
     """Reject the command that fails even on its own, and only that one (by id)."""
     with UnitOfWork() as uow:
-        store.lock_partition(uow.connection, partition)  # one drain of a partition at a time
+        store.DrainLease.take(uow.connection, partition)  # one drain of a partition at a time
         row = store.reject_alone(
             uow.connection, tx_id, "internal_error", "the command could not be applied"
         )

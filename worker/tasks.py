@@ -16,6 +16,7 @@ from kombu.exceptions import KombuError
 import settings
 from db import batch as store
 from db import callbacks as outbox
+from db import partitioning
 from db.engine import connect, is_unavailable
 from db.ledgers import ledgers
 from worker import callbacks, doorbell, observe
@@ -147,8 +148,12 @@ def _not_swept_recently(partitions: list[int]) -> list[int]:
 @worker_ready.connect
 def drain_on_start(sender: Any, **_: Any) -> None:
     """A worker that (re)starts drains its partitions at once instead of waiting for beat."""
+    # Queues beyond the partition count in force (kept for a repartition) have no work.
+    count = partitioning.current()
     mine = [
-        p for q in sender.app.amqp.queues.consume_from if (p := partition_of_queue(q)) is not None
+        p
+        for q in sender.app.amqp.queues.consume_from
+        if (p := partition_of_queue(q)) is not None and p < count
     ]
     # A flag left by this worker's previous life would swallow rings until it expired.
     for partition in mine:
