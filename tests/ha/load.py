@@ -22,6 +22,11 @@ class Accepted:
     tx_id: str
     user: str
     amount: int
+    kind: str = "topup"
+
+    @property
+    def delta(self) -> int:
+        return -self.amount if self.kind == "spend" else self.amount
 
 
 @dataclass
@@ -69,7 +74,7 @@ class Load:
             self._submit(user, amount)
             time.sleep(self.pause)
 
-    def _submit(self, user: str, amount: int) -> None:
+    def _submit(self, user: str, amount: int, kind: str = "topup") -> bool:
         """One command until accepted (same key every time), however long that takes:
         a command given up on while its outcome is unknown would be unaccounted for."""
         key = f"ha-{uuid.uuid4().hex}"
@@ -78,7 +83,7 @@ class Load:
         while time.monotonic() < deadline:
             sent = time.monotonic()
             try:
-                response = self.api.post("/v1/transactions/topup", body, key)
+                response = self.api.post(f"/v1/transactions/{kind}", body, key)
             except requests.RequestException:
                 with self._lock:
                     self.broken.append(time.monotonic())
@@ -87,9 +92,9 @@ class Load:
             answered = time.monotonic()
             if response.status_code in (200, 202):
                 with self._lock:
-                    self.accepted.append(Accepted(response.json()["id"], user, amount))
+                    self.accepted.append(Accepted(response.json()["id"], user, amount, kind))
                     self.accepted_at.append((sent, answered))
-                return
+                return True
             if response.status_code == 503:
                 with self._lock:
                     self.refused.append(answered)
@@ -97,9 +102,10 @@ class Load:
                 continue
             with self._lock:
                 self.unexpected.append((response.status_code, response.text[:500]))
-            return
+            return False
         with self._lock:
             self.unexpected.append((0, f"not accepted in 90 s: {key}"))
+        return False
 
     def refused_window(self, since: float) -> float | None:
         """Seconds from the first write refused after `since` (503 or broken connection)
@@ -125,8 +131,8 @@ class Load:
 
     def settle_and_check(self, timeout: float = 60) -> dict[str, int]:
         """Every accepted command final and completed, each applied exactly once: each
-        player's balance is the exact sum of its accepted top-ups, and its history
-        holds exactly one transaction (two entries) per accepted command."""
+        player's balance is the exact sum of its accepted top-ups (less its spends), and
+        its history holds exactly one transaction (two entries) per accepted command."""
         assert not self.unexpected, f"answers other than 200/202/503: {self.unexpected[:5]}"
         ids = [a.tx_id for a in self.accepted]
         assert len(set(ids)) == len(ids), "one transaction id accepted twice"
@@ -136,7 +142,7 @@ class Load:
         expected: Counter[str] = Counter()
         commands: Counter[str] = Counter()
         for a in self.accepted:
-            expected[a.user] += a.amount
+            expected[a.user] += a.delta
             commands[a.user] += 1
         applied = 0
         for user, total in expected.items():
@@ -150,3 +156,26 @@ class Load:
         report = self._read("/v1/admin/reconciliation")
         assert report["ok"] is True, report
         return {"accepted": len(ids), "applied": applied}
+
+
+@dataclass
+class PairLoad(Load):
+    """Each thread plays its own players in turn: a top-up, then at once a spend of the
+    same amount, submitted one after the other (no waiting for the first to apply).
+    Only in acceptance order does every spend find its funds, so `settle_and_check`
+    (every command completed, every balance back to 0) proves per-wallet order."""
+
+    def _run(self, seed: int) -> None:
+        mine = self._names[seed :: self.threads] or self._names
+        n = 0
+        while not self._stop.is_set():
+            user = mine[n % len(mine)]
+            amount = 1 + n % 5
+            n += 1
+            if self._submit(user, amount, "topup"):
+                self._submit(user, amount, "spend")
+            time.sleep(self.pause)
+
+    def spends(self) -> int:
+        with self._lock:
+            return sum(1 for a in self.accepted if a.kind == "spend")
