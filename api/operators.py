@@ -16,7 +16,6 @@ from typing import Any
 import redis
 from kombu.exceptions import KombuError
 
-import settings
 from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, unknown_asset
@@ -28,7 +27,7 @@ from api.schemas import (
     PartitionsSchema,
     RedeliverySchema,
 )
-from db import admin_reads, reads
+from db import admin_reads, partitioning, reads
 from db import callbacks as outbox
 from db.assets import catalog
 from db.engine import autocommit, connect
@@ -55,7 +54,7 @@ def partitions() -> Any:
 
 def partition_report() -> dict[str, Any]:
     """The partitions view, shared by the endpoint and /metrics (api.metrics)."""
-    count = settings.load().partitions
+    count = partitioning.current()  # the database's count: `stack repartition` changes it
     with autocommit() as conn:
         backlogs = admin_reads.partition_backlogs(conn, count)
     taken = census.consumers()
