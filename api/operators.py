@@ -6,8 +6,6 @@ README (Operating it).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +14,7 @@ from typing import Any
 import redis
 from kombu.exceptions import KombuError
 
+from api import cursors
 from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, unknown_asset
@@ -108,10 +107,10 @@ def search_transactions(
             raise unknown_asset(asset)
         asset_id = found.id
     where = admin_reads.TransactionFilter(status, type, user_id, asset_id, created_from, created_to)
-    before = int(_decode(cursor, "seq")) if cursor else None
+    before = cursors.decode_int(cursor, "seq") if cursor else None
     with autocommit() as conn:
         items, next_seq = admin_reads.search_transactions(conn, ledger_id, where, limit, before)
-    return {"items": items, "next_cursor": _encode("seq", next_seq) if next_seq else None}
+    return {"items": items, "next_cursor": cursors.encode("seq", next_seq) if next_seq else None}
 
 
 @blp.route("/callbacks", methods=["GET"])
@@ -124,13 +123,13 @@ def callback_deliveries(limit: int, status: str | None = None, cursor: str | Non
     before = None
     if cursor:
         try:
-            before = uuid.UUID(_decode(cursor, "event"))
+            before = uuid.UUID(cursors.decode(cursor, "event"))
         except ValueError:
-            raise _bad_cursor() from None
+            raise cursors.invalid() from None
     with autocommit() as conn:
         ledger_id = current_client().ledger_id
         items, next_id = admin_reads.callback_deliveries(conn, ledger_id, status, limit, before)
-    return {"items": items, "next_cursor": _encode("event", next_id) if next_id else None}
+    return {"items": items, "next_cursor": cursors.encode("event", next_id) if next_id else None}
 
 
 @blp.route("/callbacks/<uuid:event_id>/redeliver", methods=["POST"])
@@ -166,29 +165,3 @@ def _iso_epoch(value: Any) -> str | None:
     if value is None:
         return None
     return reads.iso(datetime.fromtimestamp(float(value), UTC))
-
-
-def _encode(prefix: str, value: object) -> str:
-    return base64.urlsafe_b64encode(f"{prefix}:{value}".encode()).decode().rstrip("=")
-
-
-def _decode(cursor: str, prefix: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        found, _, value = raw.partition(":")
-        if found != prefix or not value:
-            raise ValueError(raw)
-        if prefix == "seq":
-            int(value)
-        return value
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _bad_cursor() from None
-
-
-def _bad_cursor() -> ApiError:
-    return ApiError(
-        422,
-        "validation_error",
-        "The cursor is not valid.",
-        errors={"cursor": ["Not a cursor from this API."]},
-    )

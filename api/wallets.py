@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
+from api import cursors
 from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, unknown_asset
@@ -65,7 +64,7 @@ def wallet_history(
         asset_id = found.id
     # The two histories page by different keys: a cursor of one is refused by the other.
     kind = "entry" if system else "seq"
-    before = _decode_cursor(cursor, kind) if cursor else None
+    before = cursors.decode_int(cursor, kind) if cursor else None
     with autocommit() as conn:
         if system:
             items, next_key = reads.system_history(
@@ -78,28 +77,8 @@ def wallet_history(
         # Only an empty page asks: a full one already shows that the owner exists.
         if not items and not reads.is_known(conn, ledger_id, user_id):
             raise _no_wallet(user_id)
-    return {"items": items, "next_cursor": _encode_cursor(kind, next_key) if next_key else None}
+    return {"items": items, "next_cursor": cursors.encode(kind, next_key) if next_key else None}
 
 
 def _no_wallet(user_id: str) -> ApiError:
     return ApiError(404, "user_not_found", f"'{user_id}' has no wallet.")
-
-
-def _encode_cursor(kind: str, key: int) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{key}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, kind: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, value = raw.partition(":")
-        if prefix != kind:
-            raise ValueError(raw)
-        return int(value)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(
-            422,
-            "validation_error",
-            "The cursor is not valid.",
-            errors={"cursor": ["Not a cursor from this API."]},
-        ) from None
