@@ -107,9 +107,13 @@ def test_a_system_account_history_reads_each_shard_backwards_by_its_entries_inde
     assert len(entry_scans) == len(shards) > 1
     for scan in entry_scans:
         assert scan["Node Type"] == "Index Scan", scan
-        assert scan["Index Name"] == "ledger_entries_by_account"
         assert scan["Scan Direction"] == "Backward"
-        assert "account_id =" in scan["Index Cond"] and "id <" in scan["Index Cond"]
+        # The shard's own index, or (for a shard that holds a large share of all
+        # entries, as @treasury's do) the primary key filtered by account: either walks
+        # back from the newest entry and stops after the page.
+        assert scan["Index Name"] in ("ledger_entries_by_account", "ledger_entries_pkey"), scan
+        conditions = scan.get("Index Cond", "") + scan.get("Filter", "")
+        assert "account_id =" in conditions and "id <" in conditions, scan
     limits = [
         n for n in nodes if n["Node Type"] == "Limit" and n.get("Parent Relationship") == "Member"
     ]
