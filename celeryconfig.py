@@ -1,6 +1,6 @@
 """Celery settings. Status lives in PostgreSQL; Redis only carries doorbells.
 
-Why each setting matters is in DESIGN.md; the short version is beside each line.
+Why each setting matters is beside it.
 """
 
 import os

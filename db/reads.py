@@ -221,7 +221,7 @@ def resources(conn: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, Any]
 
 
 def resource(row: Row[Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """One transaction as SPEC shows it; type-specific fields only where they apply."""
+    """One transaction as the API shows it; type-specific fields only where they apply."""
     body: dict[str, Any] = {
         "id": str(row.id),
         "type": row.type,
