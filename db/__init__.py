@@ -1,0 +1,1 @@
+"""PostgreSQL: the schema, its migrations, and every query the service runs."""
