@@ -19,4 +19,5 @@ def _identifier() -> str:
 
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    values.ValueClass = values.MultiProcessValue(process_identifier=_identifier)
+    # prometheus-client leaves MultiProcessValue unannotated.
+    values.ValueClass = values.MultiProcessValue(process_identifier=_identifier)  # type: ignore[no-untyped-call]

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from flask import g, request
 
@@ -60,7 +60,7 @@ LEDGER_HEADER = "Wallet-Ledger"
 
 def current_client() -> Client:
     """The caller, acting in the ledger of this request (see `acting_in`)."""
-    client = g.get("client")
+    client: Client | None = g.get("client")
     if client is None:
         client = authenticate(request.headers.get("Authorization", ""))
         client = acting_in(client, request.headers.get(LEDGER_HEADER))
@@ -121,7 +121,11 @@ def authenticate(authorization: str) -> Client:
     return client
 
 
-def _cached(key: str, load: Callable[[], Client | None]) -> Any:
+@overload
+def _cached(key: str, load: Callable[[], Client]) -> Client: ...
+@overload
+def _cached(key: str, load: Callable[[], Client | None]) -> Client | None: ...
+def _cached(key: str, load: Callable[[], Client | None]) -> Client | None:
     """Clients change rarely; a short cache keeps authentication off the database."""
     now = time.monotonic()
     hit = _cache.get(key)

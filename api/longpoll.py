@@ -57,7 +57,8 @@ def wait_final(tx_id: object, seconds: float, read: Read) -> dict[str, Any] | No
 
 
 def _wait_on_channel(tx_id: object, deadline: float, read: Read) -> dict[str, Any] | None:
-    pubsub = waiters_client().pubsub()
+    # redis-py leaves Redis.pubsub() unannotated.
+    pubsub: redis.client.PubSub = waiters_client().pubsub()  # type: ignore[no-untyped-call]
     try:
         pubsub.subscribe(channel(tx_id))
         if not _confirmed(pubsub, deadline):
@@ -91,7 +92,8 @@ def _poll(deadline: float, read: Read) -> dict[str, Any] | None:
 
 
 def _final(resource: dict[str, Any]) -> bool:
-    return resource["status"] != "pending"
+    status: str = resource["status"]
+    return status != "pending"
 
 
 @dataclass

@@ -137,7 +137,8 @@ def render() -> tuple[bytes, str]:
     """The exposition text of every process of the service, and its content type."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        # prometheus-client leaves MultiProcessCollector unannotated.
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry = REGISTRY
     text = generate_latest(registry) + generate_latest(_depth_registry)

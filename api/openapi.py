@@ -124,7 +124,9 @@ class HeadersPlugin(BasePlugin):
                 operation.setdefault("parameters", []).insert(0, LEDGER_HEADER)
 
 
-def nullable_ref(self: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+def nullable_ref(
+    self: Any, field: fields.Field[Any], ret: dict[str, Any], **_: Any
+) -> dict[str, Any]:
     """A nullable nested schema as `allOf: [$ref]` with `nullable` (OpenAPI 3.0).
 
     apispec writes `anyOf: [{type: object, nullable: true}, $ref]`, whose first branch
@@ -143,7 +145,8 @@ def nullable_ref(self: Any, field: fields.Field, ret: dict[str, Any], **_: Any) 
     return {}
 
 
-class WalletApi(Api):
+# flask-smorest has no type hints, so its Api is Any to mypy.
+class WalletApi(Api):  # type: ignore[misc]
     """flask-smorest's Api, documenting problem+json errors instead of its `Error`."""
 
     # No catch-all `default`: each operation lists the error statuses it can return.

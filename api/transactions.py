@@ -172,7 +172,8 @@ def submit_batch(body: dict[str, Any]) -> Any:
 def _batch_item(item: dict[str, Any], scopes: frozenset[str]) -> intake.Submission | ApiError:
     """Validate one batch item as its own request would be validated."""
     try:
-        kind = CommandType(item.get("type"))
+        # str(): only a string can name a type; anything else fails as before, below.
+        kind = CommandType(str(item.get("type")))
     except ValueError:
         return validation_error(
             {"type": [f"Must be one of: {', '.join(t.value for t in CommandType)}."]}

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Row, text
 import settings
 from db.ids import uuid7
 from db.partitioning import INTAKE_LOCK_NAMESPACE
+from db.reads import TransactionRow
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class NewCommand:
 class Recorded:
     """The stored transaction for a command, and whether this call created it."""
 
-    row: Row[Any]
+    row: TransactionRow
     created: bool
 
     @property

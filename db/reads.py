@@ -6,11 +6,16 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Row, text
 
 from db.assets import catalog
+
+# A row of `transactions`, or the stand-in db.intake makes of a row it has just
+# inserted (the command's own fields and what RETURNING gave), to save a read.
+TransactionRow = Row[Any] | SimpleNamespace
 
 TRANSACTION_COLUMNS = (
     "t.id, t.seq, t.client_id, t.type, t.status, t.user_id, t.to_user_id, t.asset_id, "
@@ -220,7 +225,7 @@ def resources(conn: Connection, rows: Sequence[Row[Any]]) -> list[dict[str, Any]
     return [resource(r, entries.get(r.id, [])) for r in rows]
 
 
-def resource(row: Row[Any], entries: list[dict[str, Any]]) -> dict[str, Any]:
+def resource(row: TransactionRow, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """One transaction as the API shows it; type-specific fields only where they apply."""
     body: dict[str, Any] = {
         "id": str(row.id),

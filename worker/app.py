@@ -2,17 +2,88 @@
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, overload
 
-from celery import Celery
-from celery.signals import beat_init, setup_logging
+from celery import Celery, signals
 
 import logs
 
-app = Celery("wallet")
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Celery has no type hints: what the service uses of it is typed here, once, and the
+# rest of the service sees these types instead of Any.
+
+
+class Task(Protocol[P, R_co]):
+    """A task: called in this process (as the tests do), or enqueued for a worker."""
+
+    name: str
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+    def apply_async(self, args: Sequence[object] | None = None, **options: Any) -> object: ...
+
+
+class BoundTask(Protocol):
+    """The task a `bind=True` task function receives first: its own retries."""
+
+    def retry(
+        self, *, countdown: float | None = None, exc: BaseException | None = None
+    ) -> Exception:
+        """Raises Celery's Retry (or returns it, with throw=False): `raise task.retry(...)`."""
+        ...
+
+
+class Signal(Protocol):
+    def connect(self, receiver: F) -> F:
+        """`@signal.connect`: the receiver is connected and returned unchanged."""
+        ...
+
+
+class Inspect(Protocol):
+    def active_queues(self) -> dict[str, list[dict[str, Any]]] | None: ...
+
+
+class Control(Protocol):
+    def inspect(self, timeout: float) -> Inspect: ...
+
+
+class Conf(Protocol):
+    imports: Sequence[str]
+    beat_schedule: Mapping[str, Mapping[str, Any]]
+
+
+class CeleryApp(Protocol):
+    conf: Conf
+    control: Control
+
+    def config_from_object(self, obj: str) -> None: ...
+
+    @overload
+    def task(
+        self, *, bind: Literal[True], **options: Any
+    ) -> Callable[[Callable[Concatenate[BoundTask, P], R]], Task[P, R]]: ...
+
+    @overload
+    def task(
+        self, *, bind: Literal[False] = False, **options: Any
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+app: CeleryApp = Celery("wallet")
 app.config_from_object("celeryconfig")
 # Registers the tasks and the worker signal handlers.
 app.conf.imports = ("worker.tasks", "worker.observe")
+
+
+# The signals this service connects to.
+setup_logging: Signal = signals.setup_logging
+beat_init: Signal = signals.beat_init
+worker_ready: Signal = signals.worker_ready
 
 
 @setup_logging.connect

@@ -16,14 +16,18 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import urllib3
+from sqlalchemy import Row
 
 from db import callbacks as outbox
 from db.clients import client_by_id
 from db.engine import connect
 from worker.metrics import CALLBACK_DELIVERIES, CALLBACK_FAILURES, CALLBACKS_DELIVERED
+
+if TYPE_CHECKING:
+    from worker.app import BoundTask
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +84,9 @@ def deliver_attempt(delivery_id: uuid.UUID) -> Attempt:
     if delivery is None or client is None:
         return Attempt("skipped")
     if not client.allows_callback(delivery.url):
-        error = "the URL is not allowed by the client's callback_hosts"
-        _finish(delivery, None, error, 0, final=True)
-        return Attempt("failed", error=error)
+        refused = "the URL is not allowed by the client's callback_hosts"
+        _finish(delivery, None, refused, 0, final=True)
+        return Attempt("failed", error=refused)
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
@@ -122,7 +126,7 @@ def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int | None, str
 
 
 def _finish(
-    delivery: Any,
+    delivery: Row[Any],
     status: int | None,
     error: str | None,
     elapsed_ms: int,
@@ -167,7 +171,7 @@ class CallbackFailed(Exception):
     """A delivery failed for good (its retry time ran out, or its host is not allowed)."""
 
 
-def settle(task: Any, attempt: Attempt) -> str:
+def settle(task: BoundTask, attempt: Attempt) -> str:
     """How a delivery task ends, so that Flower shows what happened: success for a
     delivery (or an attempt that was not due), a retry when the attempt failed and will
     be tried again, a failure when it failed for good."""

@@ -46,7 +46,8 @@ def connect_redis(**options: Any) -> redis.Redis:
     if not config.redis_sentinels:
         return redis.Redis.from_url(config.redis_url, **options)
     assert config.redis_sentinel_master is not None  # settings.load() insists on it
-    sentinel = Sentinel(
+    # redis-py leaves Sentinel's constructor and master_for() unannotated.
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
         list(config.redis_sentinels),
         # The sentinels themselves: asked on every new connection, so they must answer
         # quickly or be skipped for the next one.
@@ -56,7 +57,10 @@ def connect_redis(**options: Any) -> redis.Redis:
             "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.1), 0),
         },
     )
-    return sentinel.master_for(config.redis_sentinel_master, **options)
+    master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+        config.redis_sentinel_master, **options
+    )
+    return master
 
 
 def broker_url(config: settings.Settings) -> str:

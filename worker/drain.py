@@ -215,7 +215,8 @@ def _apply(
     # waits while another partition holds an earlier pending command for one of its
     # wallets (a transfer to it, or the payee's own command). The lowest pending seq
     # anywhere never waits, so the whole system always progresses.
-    ready, waiting_wallets = [], set()
+    ready: list[Row[Any]] = []
+    waiting_wallets: set[WalletKey] = set()
     for row in rows:
         wallets = _wallets(row)
         earlier = row.foreign_seq is not None and row.foreign_seq < row.seq

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from celery.signals import worker_ready
 from kombu.exceptions import KombuError
 
 import settings
@@ -20,7 +19,7 @@ from db import partitioning
 from db.engine import connect, is_unavailable
 from db.ledgers import ledgers
 from worker import callbacks, doorbell, observe
-from worker.app import app
+from worker.app import BoundTask, app, worker_ready
 from worker.drain import BatchResult, drain
 from worker.metrics import (
     APPLY_LATENCY,
@@ -102,7 +101,7 @@ def apply_partition(partition: int) -> None:
 
 
 @app.task(name="wallet.deliver_callback", ignore_result=True, bind=True, max_retries=None)
-def deliver_callback(self: Any, delivery_id: str) -> str:
+def deliver_callback(self: BoundTask, delivery_id: str) -> str:
     """One attempt at one callback (queue `callbacks`: never in a partition's way).
 
     A failed attempt is a Celery retry (RETRY in Flower) or, once final, a failure; the

@@ -7,8 +7,8 @@ from sqlalchemy import create_engine, pool
 
 import logs
 import settings
-from db.engine import sqlalchemy_url
 from db.models import Base
+from db.urls import sqlalchemy_url
 
 target_metadata = Base.metadata
 
