@@ -18,10 +18,10 @@ ARGS ?=
 
 help:
 	@echo "make run               the whole service: API, workers, beat, Flower (Ctrl-C stops it)"
-	@echo "make test              every test (unit, integration, end-to-end)"
+	@echo "make test              lint, then every test (unit, integration, end-to-end)"
 	@echo "make test-unit | test-integration | test-e2e"
 	@echo "make test-ha           failovers: PostgreSQL primary and Redis master killed under load"
-	@echo "make lint              ruff check, ruff format --check, mypy on ledger/"
+	@echo "make lint              ruff check, ruff format --check, mypy --strict (ledger db api worker)"
 	@echo "make bench             the benchmark, against a running stack"
 	@echo "make services          start embedded PostgreSQL and Redis, print their URLs"
 	@echo "make stop-services     stop them"
@@ -38,7 +38,8 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 run: install
 	$(PY) -m stack run
 
-test: install
+# Lint first: a type error fails `make test` (and so CI) before any test runs.
+test: lint
 	@scripts/install-test-tools
 	$(PY) -m pytest $(ARGS)
 
@@ -60,7 +61,7 @@ test-ha: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m mypy ledger
+	$(PY) -m mypy --strict ledger db api worker
 
 bench: install
 	$(PY) -m bench
