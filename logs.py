@@ -118,9 +118,5 @@ def set_transaction_id(transaction_id: str | None) -> None:
     _transaction_id.set(transaction_id)
 
 
-def current_request_id() -> str | None:
-    return _request_id.get()
-
-
 def _rfc3339(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

@@ -1,4 +1,4 @@
-"""The engine and sessions of one process.
+"""The engines of one process.
 
 One engine per process, created on first use. After a fork (gunicorn workers, Celery
 prefork children) the child must not share the parent's sockets, so the pool is
@@ -20,7 +20,6 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.orm import Session, sessionmaker
 
 import settings
 from db.urls import sqlalchemy_url
@@ -28,12 +27,11 @@ from db.urls import sqlalchemy_url
 _lock = threading.Lock()
 _engine: Engine | None = None
 _autocommit_engine: Engine | None = None
-_sessions: sessionmaker[Session] | None = None
 
 
 def get_engine() -> Engine:
     """The engine for transactions (the drain, administration, the seed)."""
-    global _engine, _autocommit_engine, _sessions
+    global _engine, _autocommit_engine
     if _engine is None:
         with _lock:
             if _engine is None:
@@ -44,7 +42,6 @@ def get_engine() -> Engine:
                 _autocommit_engine = _create(
                     pool_size=16, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
                 )
-                _sessions = sessionmaker(_engine, expire_on_commit=False)
     return _engine
 
 
@@ -151,12 +148,6 @@ def _create(pool_size: int, **options: Any) -> Engine:
     return engine
 
 
-def session() -> Session:
-    get_engine()
-    assert _sessions is not None
-    return _sessions()
-
-
 @contextmanager
 def connect() -> Iterator[Connection]:
     """A connection in a transaction that commits on success and rolls back on error."""
@@ -186,13 +177,12 @@ def autocommit_connection() -> Connection:
 
 def reset_engine() -> None:
     """Forget the engines (tests that change DATABASE_URL, and children after a fork)."""
-    global _engine, _autocommit_engine, _sessions
+    global _engine, _autocommit_engine
     for engine in (_engine, _autocommit_engine):
         if engine is not None:
             # close=False: the parent still owns those sockets; just stop using them here.
             engine.dispose(close=False)
     _engine = _autocommit_engine = None
-    _sessions = None
 
 
 os.register_at_fork(after_in_child=reset_engine)

@@ -17,7 +17,6 @@ from db.engine import connect
 from ledger import DEFAULT_LEDGER_ID
 
 DEFAULT_LEDGER_CODE = "default"
-LEDGER_CODE_PATTERN = r"^[a-z][a-z0-9_-]{1,31}$"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ def publish_final(finished: Iterable[tuple[object, str]], drained: int | None = 
     """Announce (transaction id, status) pairs; a failure only delays the readers.
 
     With `drained` (a partition), the same round trip records when that partition's
-    last batch committed, for the operators' partitions view (worker.observe).
+    last batch committed, for the operators' partitions view (api.operators).
     """
     pipe = redis_client().pipeline(transaction=False)
     count = 0

@@ -1,5 +1,5 @@
-"""What a drain tells operators: a log line per batch, a result for Flower, the time of
-its last batch; and the periodic reconciliation that /metrics reports.
+"""What a drain tells operators: a log line per batch and a result for Flower; and the
+periodic reconciliation that /metrics reports.
 
 Called from worker.tasks in one line each, so the drain's own logic stays apart.
 """
@@ -24,11 +24,6 @@ from worker.drain import BatchResult
 log = logging.getLogger("worker.drain")
 
 RECONCILIATION_KEY = "wallet:reconciliation"
-
-
-def drained_key(partition: int) -> str:
-    """Redis key: when the partition's last batch committed (seconds since the epoch)."""
-    return f"wallet:drained:{partition}"
 
 
 @dataclass
