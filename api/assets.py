@@ -6,7 +6,7 @@ from typing import Any
 
 from api.auth import current_client, require
 from api.blueprint import Blueprint
-from api.errors import ApiError
+from api.errors import ApiError, unknown_asset
 from api.openapi import ASSET_EXAMPLE, header_refs
 from api.schemas import AssetListSchema, AssetSchema
 from db.assets import AssetExists, catalog, create_asset
@@ -39,3 +39,14 @@ def add_asset(body: dict[str, Any]) -> Any:
         raise ApiError(409, "asset_exists", f"Asset {body['code']} already exists.") from None
     catalog.clear()
     return {"code": asset.code, "name": asset.name}, 201, {"Location": "/v1/assets"}
+
+
+def asset_filter(ledger_id: int, code: str | None) -> int | None:
+    """The id of a listing's `asset` filter in the caller's ledger (None: no filter), or
+    422 unknown_asset."""
+    if code is None:
+        return None
+    found = catalog.by_code(ledger_id, code)
+    if found is None:
+        raise unknown_asset(code)
+    return found.id

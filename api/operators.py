@@ -15,9 +15,10 @@ import redis
 from kombu.exceptions import KombuError
 
 from api import cursors
+from api.assets import asset_filter
 from api.auth import current_client, require
 from api.blueprint import Blueprint
-from api.errors import ApiError, unknown_asset
+from api.errors import ApiError
 from api.schemas import (
     AdminTransactionQuerySchema,
     CallbackPageSchema,
@@ -28,7 +29,6 @@ from api.schemas import (
 )
 from db import admin_reads, partitioning, reads
 from db import callbacks as outbox
-from db.assets import catalog
 from db.engine import autocommit, connect
 from worker.consumers import census
 from worker.doorbell import redis_client
@@ -100,12 +100,7 @@ def search_transactions(
 ) -> Any:
     """The ledger's transactions, newest first, filtered, in keyset pages"""
     ledger_id = current_client().ledger_id
-    asset_id = None
-    if asset is not None:
-        found = catalog.by_code(ledger_id, asset)
-        if found is None:
-            raise unknown_asset(asset)
-        asset_id = found.id
+    asset_id = asset_filter(ledger_id, asset)
     where = admin_reads.TransactionFilter(status, type, user_id, asset_id, created_from, created_to)
     before = cursors.decode_int(cursor, "seq") if cursor else None
     with autocommit() as conn:

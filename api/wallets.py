@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from api import cursors
+from api.assets import asset_filter
 from api.auth import current_client, require
 from api.blueprint import Blueprint
-from api.errors import ApiError, unknown_asset
+from api.errors import ApiError
 from api.schemas import ACCOUNT_PATTERN, HistoryPageSchema, HistoryQuerySchema, WalletSchema
 from db import reads
-from db.assets import catalog
 from db.engine import autocommit
 from ledger import SYSTEM_ACCOUNTS, is_valid_user_id
 
@@ -56,12 +56,7 @@ def wallet_history(
     if not (system or is_valid_user_id(user_id)):
         raise _no_wallet(user_id)
     ledger_id = current_client().ledger_id
-    asset_id = None
-    if asset is not None:
-        found = catalog.by_code(ledger_id, asset)
-        if found is None:
-            raise unknown_asset(asset)
-        asset_id = found.id
+    asset_id = asset_filter(ledger_id, asset)
     # The two histories page by different keys: a cursor of one is refused by the other.
     kind = "entry" if system else "seq"
     before = cursors.decode_int(cursor, kind) if cursor else None
