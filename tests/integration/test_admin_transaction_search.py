@@ -61,13 +61,18 @@ def test_each_filter_narrows_the_search_newest_first(client):
     }
 
     with connect() as conn:  # spread them over time, as if accepted days apart
+        # ...and before everything else in the table: the search turns a time window
+        # into a seq range, relying on seq following created_at (within a minute), as
+        # the intake makes it. Moving only created_at back would break that for rows
+        # other tests wrote in between.
+        first = conn.execute(text("SELECT min(seq) FROM transactions")).scalar_one()
         for days, tx in ((3, topup), (2, diamonds), (1, refused)):
             conn.execute(
                 text(
-                    "UPDATE transactions SET created_at = now() - make_interval(days => :d) "
-                    "WHERE id = :id"
+                    "UPDATE transactions SET created_at = now() - make_interval(days => :d), "
+                    "seq = :seq WHERE id = :id"
                 ),
-                {"d": days, "id": tx},
+                {"d": days, "id": tx, "seq": first - 10 * days},
             )
     now = datetime.now(UTC)
     window = {
