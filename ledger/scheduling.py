@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Generic, TypeVar
 
 from ledger.book import Applied
@@ -32,8 +32,9 @@ WalletKey = tuple[int, str]
 
 T = TypeVar("T")
 
-# How long after its expires_at a hold is expired: an intake transaction that began
-# before the expiry (a capture in time) has committed by then.
+# How long after its expires_at a hold is expired (the database selects the due ones:
+# `expires_at <= now() - grace`): an intake transaction that began before the expiry
+# (a capture in time) has committed by then.
 HOLD_EXPIRY_GRACE = timedelta(seconds=2)
 
 
@@ -81,11 +82,6 @@ def may_expire_holds(fetched: int, limit: int, waiting: Set[WalletKey]) -> bool:
     the partition (fewer than the limit) and none of them waits: then nothing accepted
     before the expiry is still to be applied here."""
     return fetched < limit and not waiting
-
-
-def hold_is_due(expires_at: datetime, now: datetime) -> bool:
-    """An active hold is expired once the grace period after its expires_at is over."""
-    return expires_at + HOLD_EXPIRY_GRACE <= now
 
 
 # The commands that may create the wallet they credit, and which side that is.

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,9 @@ from ledger import (
     TopUp,
     Transfer,
     Wallet,
+    scheduling,
 )
+from ledger.scheduling import WalletKey
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,7 @@ log = logging.getLogger(__name__)
 # the next doorbell (or the sweeper) tries again. Any other failure may repeat on every
 # retry of the same batch, so the command behind it is isolated instead.
 INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
-# Seconds after expires_at before the drain expires a hold (see _apply).
-HOLD_EXPIRY_GRACE_SECONDS = 2.0
 HOLD_CHECK_SECONDS = 1.0
-# A wallet as the ordering rules see it: (ledger id, user id).
-WalletKey = tuple[int, str]
 
 
 @dataclass
@@ -189,7 +187,7 @@ def apply_batch(partition: int, limit: int, expire_holds: bool = True) -> BatchR
     return result
 
 
-def waiting_partitions(partition: int, wallets: set[WalletKey]) -> set[int]:
+def waiting_partitions(partition: int, wallets: Set[WalletKey]) -> set[int]:
     """After a commit: the other partitions whose commands wait on these wallets.
 
     Asked of the database after the commit, so a command that arrives later sees this
@@ -211,23 +209,10 @@ def _apply(
     conn: Any, partition: int, rows: Sequence[Row[Any]], limit: int, expire_holds: bool
 ) -> BatchResult | None:
     """Decide and write one batch inside the caller's transaction; None when idle."""
-    # A wallet's commands apply in acceptance order across partitions too: a command
-    # waits while another partition holds an earlier pending command for one of its
-    # wallets (a transfer to it, or the payee's own command). The lowest pending seq
-    # anywhere never waits, so the whole system always progresses.
-    ready: list[Row[Any]] = []
-    waiting_wallets: set[WalletKey] = set()
-    for row in rows:
-        wallets = _wallets(row)
-        earlier = row.foreign_seq is not None and row.foreign_seq < row.seq
-        if earlier or wallets & waiting_wallets:
-            waiting_wallets |= wallets
-        else:
-            ready.append(row)
-    # Expire holds only once everything accepted before them is applied, and a grace
-    # period after expires_at: an intake transaction that began before the expiry (a
-    # capture in time) has committed by then, so the clock never beats it.
-    settled = len(rows) < limit and not waiting_wallets and expire_holds
+    # Which commands run now and which wait on another partition (ledger.scheduling).
+    decided = scheduling.schedule(rows, _wallets, _foreign_seq, _seq)
+    ready, waiting_wallets = decided.ready, decided.waiting
+    settled = expire_holds and scheduling.may_expire_holds(len(rows), limit, waiting_wallets)
     due = _due_holds(conn, partition) if settled else []
     if not ready and not due:
         if not rows:
@@ -294,17 +279,22 @@ def _due_holds(conn: Any, partition: int) -> Sequence[Row[Any]]:
     if now - _holds_checked.get(partition, 0.0) < HOLD_CHECK_SECONDS:
         return []
     _holds_checked[partition] = now
-    return store.due_holds(conn, partition, 200, HOLD_EXPIRY_GRACE_SECONDS)
+    return store.due_holds(conn, partition, 200, scheduling.HOLD_EXPIRY_GRACE.total_seconds())
 
 
 _holds_checked: dict[int, float] = {}
 
 
-def _wallets(row: Row[Any]) -> set[WalletKey]:
-    """The wallets a command reads or writes: its subject, and a payee if it has one."""
-    if row.to_user_id:
-        return {(row.ledger_id, row.user_id), (row.ledger_id, row.to_user_id)}
-    return {(row.ledger_id, row.user_id)}
+def _wallets(row: Row[Any]) -> frozenset[WalletKey]:
+    return scheduling.wallets_of(row.ledger_id, row.user_id, row.to_user_id)
+
+
+def _foreign_seq(row: Row[Any]) -> int | None:
+    return row.foreign_seq  # type: ignore[no-any-return]
+
+
+def _seq(row: Row[Any]) -> int:
+    return row.seq  # type: ignore[no-any-return]
 
 
 def command_of(row: Row[Any]) -> Command:
@@ -387,10 +377,12 @@ def _asset_id(ledger_id: int, account: AccountRef) -> int:
 
 
 def _wallets_credited(rows: Sequence[Row[Any]]) -> set[tuple[str, int]]:
-    """Wallets that a command may create: the receiving side of a top-up, bonus, transfer."""
-    credited = {(r.user_id, r.asset_id) for r in rows if r.type in ("topup", "bonus")}
-    credited |= {(r.to_user_id, r.asset_id) for r in rows if r.type == "transfer"}
-    return credited
+    """Wallets that a command may create (ledger.scheduling.credited_user)."""
+    credited = (
+        (scheduling.credited_user(CommandType(r.type), r.user_id, r.to_user_id), r.asset_id)
+        for r in rows
+    )
+    return {(user, asset_id) for user, asset_id in credited if user is not None}
 
 
 def _batch_write(
@@ -445,13 +437,10 @@ def _batch_write(
 
 
 def _final_amount(row: Row[Any], outcome: Applied, book: Book) -> int | None:
-    """A capture shows what it took, a reversal what it moved back, a release what it
-    freed; other commands keep the amount they were accepted with."""
-    if row.type in (CommandType.CAPTURE, CommandType.REVERSE):
-        return abs(outcome.postings[0].amount)
-    if row.type == CommandType.RELEASE:
-        return book.holds[str(row.reference_id)].amount
-    return None
+    """ledger.scheduling.final_amount; a release shows its hold's amount."""
+    kind = CommandType(row.type)
+    released = book.holds[str(row.reference_id)].amount if kind is CommandType.RELEASE else None
+    return scheduling.final_amount(kind, outcome, released)
 
 
 def _reject_poison(partition: int, tx_id: uuid.UUID, error: BaseException) -> BatchResult:

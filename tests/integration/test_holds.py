@@ -9,9 +9,9 @@ from sqlalchemy import text
 
 from db.engine import connect
 from ledger import CommandType
+from ledger.scheduling import HOLD_EXPIRY_GRACE
 from tests.integration.helpers import drain_all, submit, transaction, wallet
 from tests.support import unique
-from worker.drain import HOLD_EXPIRY_GRACE_SECONDS
 
 
 def funded(amount: int = 100) -> str:
@@ -103,7 +103,7 @@ def test_a_hold_expires_and_a_later_capture_is_hold_not_active(rings):
     time.sleep(1.2)
     drain_all()  # expired, but within the grace: a capture accepted in time may still come
     assert transaction(h)["hold_status"] == "active"
-    time.sleep(HOLD_EXPIRY_GRACE_SECONDS)
+    time.sleep(HOLD_EXPIRY_GRACE.total_seconds())
     drain_all()  # what beat's sweeper triggers: the drain expires due holds
     assert transaction(h)["hold_status"] == "expired"
     assert wallet(user)["held"] == 0

@@ -8,18 +8,15 @@ its commands in acceptance order, and everything must be applied in the end.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger import REVENUE, TREASURY, AccountRef, Applied, CommandType, Posting
 from ledger.scheduling import (
-    HOLD_EXPIRY_GRACE,
     WalletKey,
     credited_user,
     final_amount,
-    hold_is_due,
     may_expire_holds,
     schedule,
     wallets_of,
@@ -86,13 +83,6 @@ def test_holds_expire_only_once_everything_before_them_is_applied() -> None:
     assert may_expire_holds(fetched=3, limit=10, waiting=set())
     assert not may_expire_holds(fetched=10, limit=10, waiting=set())  # maybe more pending
     assert not may_expire_holds(fetched=3, limit=10, waiting={(LEDGER, "a")})
-
-
-def test_a_hold_is_due_only_after_its_grace() -> None:
-    at = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-    assert not hold_is_due(at, at)
-    assert not hold_is_due(at, at + HOLD_EXPIRY_GRACE - timedelta(microseconds=1))
-    assert hold_is_due(at, at + HOLD_EXPIRY_GRACE)
 
 
 def test_what_a_command_may_create() -> None:
