@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, text
@@ -26,6 +27,16 @@ class AccountRow:
     id: int
     balance: int
     held: int
+    # The controls, read in the locking statement: the asset's rules (None: no rule),
+    # the wallet's stored lots and recent debits (JSON, None when not kept), and the
+    # player's freeze (None: not frozen).
+    max_balance: int | None = None
+    spend_limit_24h: int | None = None
+    credit_lifetime_s: int | None = None
+    lots: list[dict[str, Any]] | None = None
+    recent_debits: list[dict[str, Any]] | None = None
+    frozen_reason: str | None = None
+    frozen_since: datetime | None = None
 
 
 @dataclass
@@ -44,6 +55,17 @@ class BatchWrite:
     )
     hold_statuses: dict[uuid.UUID, str] = field(default_factory=dict)
     reversals: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    # Wallets of assets with rules, instead of in `wallets`: (account id, balance,
+    # held, lots JSON, soonest dated lot, recent debits JSON); None where not kept.
+    controlled: list[tuple[int, int, int, str | None, datetime | None, str | None]] = field(
+        default_factory=list
+    )
+    # Holds just placed on an asset with a credit lifetime: their lots (JSON).
+    hold_lots: dict[uuid.UUID, str] = field(default_factory=dict)
+    # Freezes the batch changed: (ledger id, user id, reason, since, freeze id) to
+    # store, (ledger id, user id) to delete.
+    freezes: list[tuple[int, str, str, datetime, uuid.UUID]] = field(default_factory=list)
+    unfreezes: list[tuple[int, str]] = field(default_factory=list)
 
 
 class ChainLock:
@@ -188,7 +210,7 @@ def due_holds(
     """Active holds of the partition whose time ran out at least `grace_seconds` ago."""
     return conn.execute(
         text(
-            "SELECT id, ledger_id, user_id, asset_id, amount, expires_at, hold_status "
+            "SELECT id, ledger_id, user_id, asset_id, amount, expires_at, hold_status, lots "
             "FROM transactions "
             "WHERE hold_status = 'active' AND partition = :p "
             "AND expires_at <= now() - make_interval(secs => :grace) "
@@ -233,7 +255,7 @@ def referenced(conn: Connection, ids: Iterable[uuid.UUID]) -> Sequence[Row[Any]]
     return conn.execute(
         text(
             "SELECT id, ledger_id, type, status, user_id, to_user_id, asset_id, amount, "
-            "expires_at, hold_status, reversed_by FROM transactions WHERE id = ANY(:ids)"
+            "expires_at, hold_status, reversed_by, lots FROM transactions WHERE id = ANY(:ids)"
         ),
         {"ids": list(ids)},
     ).all()
@@ -284,23 +306,64 @@ def create_missing_wallets(wallets: Iterable[tuple[str, int]]) -> None:
 def lock_wallets(
     conn: Connection, wallets: Iterable[tuple[str, int]]
 ) -> dict[tuple[str, int], AccountRow]:
-    """Lock user wallets in ascending id order: the one lock order every drain follows."""
+    """Lock user wallets in ascending id order: the one lock order every drain follows.
+
+    The same statement reads what the controls need: the asset's rules (in this
+    transaction, so a PATCH committed before it is in force), the wallet's lots and
+    recent debits, and whether its player is frozen. For an asset without rules these
+    are NULLs on a row already read: no extra round trip.
+    """
     wallets = sorted(set(wallets))
     rows = conn.execute(
         text(
-            "SELECT a.id, a.owner, a.asset_id, a.balance, a.held FROM accounts a "
+            "SELECT a.id, a.owner, a.asset_id, a.balance, a.held, a.lots, a.recent_debits, "
+            "s.max_balance, s.spend_limit_24h, s.credit_lifetime_s, "
+            "f.reason AS frozen_reason, f.since AS frozen_since FROM accounts a "
             "JOIN unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) AS w(owner, asset_id) "
             "ON a.owner = w.owner AND a.asset_id = w.asset_id AND a.shard = 0 "
+            "JOIN assets s ON s.id = a.asset_id "
+            "LEFT JOIN frozen_players f ON f.ledger_id = a.ledger_id AND f.user_id = a.owner "
             "ORDER BY a.id FOR NO KEY UPDATE OF a"
         ),
         {"owners": [w[0] for w in wallets], "assets": [w[1] for w in wallets]},
     ).all()
-    found = {(r.owner, r.asset_id): AccountRow(r.id, r.balance, r.held) for r in rows}
+    found = {
+        (r.owner, r.asset_id): AccountRow(
+            r.id,
+            r.balance,
+            r.held,
+            r.max_balance,
+            r.spend_limit_24h,
+            r.credit_lifetime_s,
+            r.lots,
+            r.recent_debits,
+            r.frozen_reason,
+            r.frozen_since,
+        )
+        for r in rows
+    }
     known = _cache().wallets
     if len(known) > 200_000:  # bounded: a miss costs one insert that does nothing
         known.clear()
     known.update(found)
     return found
+
+
+def frozen_players(
+    conn: Connection, players: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], tuple[str, datetime]]:
+    """The freezes of these (ledger id, user id) players: what a batch's freeze and
+    unfreeze commands decide against (their players may have no wallet to lock)."""
+    players = sorted(set(players))
+    rows = conn.execute(
+        text(
+            "SELECT f.ledger_id, f.user_id, f.reason, f.since FROM frozen_players f "
+            "JOIN unnest(CAST(:l AS int[]), CAST(:u AS text[])) AS p(ledger_id, user_id) "
+            "ON f.ledger_id = p.ledger_id AND f.user_id = p.user_id"
+        ),
+        {"l": [p[0] for p in players], "u": [p[1] for p in players]},
+    ).all()
+    return {(r.ledger_id, r.user_id): (r.reason, r.since) for r in rows}
 
 
 def system_shards(
@@ -378,7 +441,11 @@ def write(conn: Connection, batch: BatchWrite) -> None:
         params["e_amt"] = [e[2] for e in batch.entries]
     if batch.wallets:
         statements.append(
-            "UPDATE accounts a SET balance = w.balance, held = w.held, updated_at = now() "
+            # An asset without rules keeps no lots or debits: whatever an earlier rule
+            # left (a lifetime removed while this drain's rules were read) goes, so the
+            # lots can never disagree with the balance (accounts_lots_cover_available).
+            "UPDATE accounts a SET balance = w.balance, held = w.held, lots = NULL, "
+            "lots_expire_at = NULL, recent_debits = NULL, updated_at = now() "
             "FROM unnest(CAST(:w_ids AS bigint[]), CAST(:w_bal AS bigint[]), "
             "CAST(:w_held AS bigint[])) AS w(id, balance, held) WHERE a.id = w.id"
         )
@@ -428,8 +495,62 @@ def write(conn: Connection, batch: BatchWrite) -> None:
             "WHERE t.id = r.id"
         )
         params.update(r_ids=list(batch.reversals), r_rev=list(batch.reversals.values()))
+    _controls(batch, statements, params)
     if statements:
         conn.execute(text("; ".join(statements)), params)
+
+
+def _controls(batch: BatchWrite, statements: list[str], params: dict[str, Any]) -> None:
+    """The statements of what the controls changed; nothing for a rule-free batch."""
+    if batch.controlled:
+        columns = list(zip(*batch.controlled, strict=True))
+        statements.append(
+            "UPDATE accounts a SET balance = w.balance, held = w.held, "
+            "lots = CAST(w.lots AS jsonb), lots_expire_at = w.expire_at, "
+            "recent_debits = CAST(w.debits AS jsonb), updated_at = now() "
+            "FROM unnest(CAST(:c_ids AS bigint[]), CAST(:c_bal AS bigint[]), "
+            "CAST(:c_held AS bigint[]), CAST(:c_lots AS text[]), "
+            "CAST(:c_expire AS timestamptz[]), CAST(:c_debits AS text[])) "
+            "AS w(id, balance, held, lots, expire_at, debits) WHERE a.id = w.id"
+        )
+        params.update(
+            c_ids=list(columns[0]),
+            c_bal=list(columns[1]),
+            c_held=list(columns[2]),
+            c_lots=list(columns[3]),
+            c_expire=list(columns[4]),
+            c_debits=list(columns[5]),
+        )
+    if batch.hold_lots:
+        statements.append(
+            "UPDATE transactions t SET lots = CAST(h.lots AS jsonb) "
+            "FROM unnest(CAST(:hl_ids AS uuid[]), CAST(:hl_lots AS text[])) AS h(id, lots) "
+            "WHERE t.id = h.id"
+        )
+        params.update(hl_ids=list(batch.hold_lots), hl_lots=list(batch.hold_lots.values()))
+    if batch.freezes:
+        columns = list(zip(*batch.freezes, strict=True))
+        statements.append(
+            "INSERT INTO frozen_players (ledger_id, user_id, reason, since, freeze_id) "
+            "SELECT * FROM unnest(CAST(:f_l AS int[]), CAST(:f_u AS text[]), "
+            "CAST(:f_r AS text[]), CAST(:f_s AS timestamptz[]), CAST(:f_id AS uuid[])) "
+            "ON CONFLICT (ledger_id, user_id) DO UPDATE SET reason = excluded.reason, "
+            "since = excluded.since, freeze_id = excluded.freeze_id"
+        )
+        params.update(
+            f_l=list(columns[0]),
+            f_u=list(columns[1]),
+            f_r=list(columns[2]),
+            f_s=list(columns[3]),
+            f_id=list(columns[4]),
+        )
+    if batch.unfreezes:
+        statements.append(
+            "DELETE FROM frozen_players f USING unnest(CAST(:uf_l AS int[]), "
+            "CAST(:uf_u AS text[])) AS p(ledger_id, user_id) "
+            "WHERE f.ledger_id = p.ledger_id AND f.user_id = p.user_id"
+        )
+        params.update(uf_l=[u[0] for u in batch.unfreezes], uf_u=[u[1] for u in batch.unfreezes])
 
 
 def reject_alone(conn: Connection, tx_id: uuid.UUID, code: str, message: str) -> Row[Any] | None:

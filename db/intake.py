@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,7 +32,7 @@ class NewCommand:
     # database takes it modulo the partition count it holds (db.partitioning).
     route: int
     user_id: str
-    asset_id: int
+    asset_id: int | None  # None: a freeze or unfreeze (a player, every asset)
     amount: int | None = None
     to_user_id: str | None = None
     reference_id: uuid.UUID | None = None
@@ -41,6 +42,8 @@ class NewCommand:
     callback_url: str | None = None
     expires_in: int | None = None
     request_id: str | None = None
+    # An instant given as such (an expiry's lot), instead of `expires_in`.
+    expires_at: datetime | None = None
     id: uuid.UUID = field(default_factory=uuid7)
 
 
@@ -122,6 +125,7 @@ def record(
         "item": [c.item_id for c in rows],
         "callback": [c.callback_url for c in rows],
         "expires_in": [c.expires_in for c in rows],
+        "expires_at": [c.expires_at for c in rows],
         "request_id": [c.request_id for c in rows],
     }
     by_id = {c.id: c for c in rows}
@@ -149,16 +153,18 @@ INSERT = text(
         CAST(c.route % n.partitions AS smallint), c.usr, c.to_user,
         c.asset, c.amount, c.ref, CAST(c.metadata AS jsonb), c.reason, c.item, c.callback,
         -- the database's clock, like created_at: a hold's life is measured on one clock
-        now() + make_interval(secs => c.expires_in), c.request_id
+        coalesce(c.expires_at, now() + make_interval(secs => c.expires_in)), c.request_id
     FROM unnest(CAST(:id AS uuid[]), CAST(:seq AS bigint[]), CAST(:ledger AS int[]),
         CAST(:client AS uuid[]),
         CAST(:key AS text[]), CAST(:fingerprint AS text[]), CAST(:type AS text[]),
         CAST(:route AS bigint[]), CAST(:user AS text[]), CAST(:to_user AS text[]),
         CAST(:asset AS int[]), CAST(:amount AS bigint[]), CAST(:ref AS uuid[]),
         CAST(:metadata AS text[]), CAST(:reason AS text[]), CAST(:item AS text[]),
-        CAST(:callback AS text[]), CAST(:expires_in AS int[]), CAST(:request_id AS text[]))
+        CAST(:callback AS text[]), CAST(:expires_in AS int[]), CAST(:request_id AS text[]),
+        CAST(:expires_at AS timestamptz[]))
         AS c(id, seq, ledger, client, key, fingerprint, type, route, usr, to_user, asset,
-             amount, ref, metadata, reason, item, callback, expires_in, request_id)
+             amount, ref, metadata, reason, item, callback, expires_in, request_id,
+             expires_at)
     -- The count in force, read after the intake lock above was granted (a statement of
     -- its own, so its snapshot is later): a repartition that holds the lock alone has
     -- either committed before this reads, or waits until this commits.

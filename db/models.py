@@ -72,6 +72,19 @@ class Asset(Base):
     __table_args__ = (
         UniqueConstraint("ledger_id", "code", name="assets_ledger_code_key"),
         UniqueConstraint("ledger_id", "id", name="assets_ledger_id_key"),
+        # The controls (0008): NULL is no rule.
+        CheckConstraint(
+            "max_balance IS NULL OR max_balance BETWEEN 1 AND 9007199254740991",
+            name="assets_max_balance_range",
+        ),
+        CheckConstraint(
+            "spend_limit_24h IS NULL OR spend_limit_24h BETWEEN 1 AND 9007199254740991",
+            name="assets_spend_limit_24h_range",
+        ),
+        CheckConstraint(
+            "credit_lifetime_s IS NULL OR credit_lifetime_s BETWEEN 1 AND 9007199254740991",
+            name="assets_credit_lifetime_s_range",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
@@ -79,6 +92,9 @@ class Asset(Base):
     code: Mapped[str] = mapped_column(Text)
     name: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    max_balance: Mapped[int | None] = mapped_column(BigInteger)
+    spend_limit_24h: Mapped[int | None] = mapped_column(BigInteger)
+    credit_lifetime_s: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ApiClient(Base):
@@ -121,6 +137,16 @@ class Account(Base):
             name="accounts_user_available_not_negative",
         ),
         CheckConstraint("owner NOT LIKE '@%' OR held = 0", name="accounts_system_never_held"),
+        CheckConstraint(
+            "lots IS NULL OR wallet_lots_total(lots) = balance - held",
+            name="accounts_lots_cover_available",
+        ),
+        # The expiry sweeper's look-up (0008).
+        Index(
+            "accounts_lots_expiring",
+            "lots_expire_at",
+            postgresql_where=text("lots_expire_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -133,6 +159,11 @@ class Account(Base):
     held: Mapped[int] = mapped_column(BigInteger, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
+    # An asset with a credit lifetime: the free lots, soonest first, and the soonest
+    # dated one's instant; an asset with a spend limit: the debits of the last 24 hours.
+    lots: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    lots_expire_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recent_debits: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
 
 
 class Transaction(Base):
@@ -156,8 +187,17 @@ class Transaction(Base):
         ),
         CheckConstraint(
             "type IN ('topup', 'bonus', 'spend', 'transfer', 'hold', 'capture', 'release', "
-            "'reverse')",
+            "'reverse', 'expiry', 'freeze', 'unfreeze')",
             name="transactions_type_known",
+        ),
+        CheckConstraint(
+            "asset_id IS NOT NULL OR type IN ('freeze', 'unfreeze')",
+            name="transactions_asset_known",
+        ),
+        CheckConstraint(
+            "lots IS NULL OR hold_status IS DISTINCT FROM 'active' "
+            "OR wallet_lots_total(lots) = amount",
+            name="transactions_hold_lots_cover_amount",
         ),
         CheckConstraint(
             "status IN ('pending', 'completed', 'rejected')", name="transactions_status_known"
@@ -227,7 +267,8 @@ class Transaction(Base):
     partition: Mapped[int] = mapped_column(SmallInteger)
     user_id: Mapped[str] = mapped_column(Text)
     to_user_id: Mapped[str | None] = mapped_column(Text)
-    asset_id: Mapped[int] = mapped_column(Integer)
+    # NULL for a freeze or unfreeze only: they concern a player in every asset.
+    asset_id: Mapped[int | None] = mapped_column(Integer)
     amount: Mapped[int | None] = mapped_column(BigInteger)
     # The hold a capture or release acts on, or the transaction a reversal undoes.
     reference_id: Mapped[uuid.UUID | None] = mapped_column(UUID)
@@ -245,6 +286,27 @@ class Transaction(Base):
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The X-Request-Id of the request that submitted it: logged by the drain as well.
     request_id: Mapped[str | None] = mapped_column(Text)
+    # A hold of an asset with a credit lifetime: the lots it reserved.
+    lots: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+
+
+class FrozenPlayer(Base):
+    """A frozen player of a ledger (0008): their own debits are refused until an unfreeze."""
+
+    __tablename__ = "frozen_players"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["ledger_id", "freeze_id"],
+            ["transactions.ledger_id", "transactions.id"],
+            name="frozen_players_freeze_fkey",
+        ),
+    )
+
+    ledger_id: Mapped[int] = mapped_column(ForeignKey("ledgers.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    freeze_id: Mapped[uuid.UUID] = mapped_column(UUID)
 
 
 class LedgerEntry(Base):

@@ -232,7 +232,8 @@ def resource(row: TransactionRow, entries: list[dict[str, Any]]) -> dict[str, An
         "type": row.type,
         "status": row.status,
         "user_id": row.user_id,
-        "asset": catalog.by_id(row.asset_id).code,
+        # A freeze or unfreeze has no asset: it concerns the player in every asset.
+        "asset": None if row.asset_id is None else catalog.by_id(row.asset_id).code,
         "amount": row.amount,
         "idempotency_key": row.idempotency_key,
         "metadata": row.metadata,
@@ -244,7 +245,7 @@ def resource(row: TransactionRow, entries: list[dict[str, Any]]) -> dict[str, An
     }
     if row.type == "transfer":
         body["to_user_id"] = row.to_user_id
-    if row.type == "hold":
+    if row.type in ("hold", "expiry"):
         body["expires_at"] = iso(row.expires_at)
         body["hold_status"] = row.hold_status
     if row.type in ("capture", "release"):

@@ -22,7 +22,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from db import batch as store
 from db import callbacks as outbox
-from db import partitioning
+from db import controls, partitioning
 from db.assets import catalog
 from db.engine import autocommit, is_unavailable
 from db.uow import UnitOfWork
@@ -36,6 +36,9 @@ from ledger import (
     Capture,
     Command,
     CommandType,
+    Expiry,
+    Freeze,
+    Frozen,
     Hold,
     HoldState,
     HoldStatus,
@@ -46,6 +49,7 @@ from ledger import (
     Spend,
     TopUp,
     Transfer,
+    Unfreeze,
     Wallet,
     scheduling,
 )
@@ -222,17 +226,33 @@ def _apply(
     # One book per ledger: a partition holds wallets of several ledgers, and the same
     # user id and asset code in two ledgers are two accounts (the book keys by code).
     books: dict[int, Book] = defaultdict(Book)
-    _load_references(conn, books, ready)
+    # The stored lots of the holds in the books, given to them once the rules are known.
+    hold_lots: dict[str, list[dict[str, Any]] | None] = {}
+    _load_references(conn, books, ready, hold_lots)
     for hold in due:
         books[hold.ledger_id].holds[str(hold.id)] = _hold_state(hold)
+        hold_lots[str(hold.id)] = hold.lots
     store.create_missing_wallets(_wallets_credited(ready))
     # Every wallet of every ledger in one statement: the one lock order (ascending id).
     locked = store.lock_wallets(conn, _wallets_touched(ready, books, due))
     for (owner, asset_id), account in locked.items():
         asset = catalog.by_id(asset_id)
-        books[asset.ledger_id].wallets[AccountRef(owner, asset.code)] = Wallet(
+        book = books[asset.ledger_id]
+        wallet = book.wallets[AccountRef(owner, asset.code)] = Wallet(
             int(account.balance), account.held
         )
+        if account.frozen_reason is not None and account.frozen_since is not None:
+            book.frozen[owner] = Frozen(account.frozen_reason, account.frozen_since)
+        rules = controls.rules_of(
+            account.max_balance, account.spend_limit_24h, account.credit_lifetime_s
+        )
+        if controls.has_rules(rules):  # only assets with rules go in: rule-free costs nothing
+            book.rules[asset.code] = rules
+            if rules.credit_lifetime is not None:
+                wallet.lots = controls.lots_of(account.lots, wallet.available)
+            if rules.spend_limit_24h is not None:
+                wallet.debits = controls.debits_of(account.recent_debits)
+    _load_controls(conn, books, ready, hold_lots)
     outcomes = [
         books[row.ledger_id].execute(str(row.id), command_of(row), row.created_at) for row in ready
     ]
@@ -285,6 +305,33 @@ def _due_holds(conn: Any, partition: int) -> Sequence[Row[Any]]:
 _holds_checked: dict[int, float] = {}
 
 
+def _load_controls(
+    conn: Any,
+    books: dict[int, Book],
+    rows: Sequence[Row[Any]],
+    hold_lots: dict[str, list[dict[str, Any]] | None],
+) -> None:
+    """What the controls need beyond the locked wallets: the lots of holds of assets
+    with a lifetime, and the freezes of players a freeze or unfreeze names (they may
+    have no wallet). Nothing is read for a rule-free batch."""
+    for book in books.values():
+        if not book.rules:
+            continue
+        for hold in book.holds.values():
+            rules = book.rules.get(hold.account.asset)
+            if rules is not None and rules.credit_lifetime is not None:
+                hold.lots = controls.lots_of(hold_lots.get(hold.id), hold.amount)
+    players = {
+        (r.ledger_id, r.user_id)
+        for r in rows
+        if r.type in (CommandType.FREEZE, CommandType.UNFREEZE)
+        and r.user_id not in books[r.ledger_id].frozen
+    }
+    if players:
+        for (ledger_id, user_id), (reason, since) in store.frozen_players(conn, players).items():
+            books[ledger_id].frozen[user_id] = Frozen(reason, since)
+
+
 def _wallets(row: Row[Any]) -> frozenset[WalletKey]:
     return scheduling.wallets_of(row.ledger_id, row.user_id, row.to_user_id)
 
@@ -299,8 +346,12 @@ def _seq(row: Row[Any]) -> int:
 
 def command_of(row: Row[Any]) -> Command:
     """The ledger command a stored pending transaction stands for."""
-    asset = catalog.by_id(row.asset_id).code
     kind = CommandType(row.type)
+    if kind is CommandType.FREEZE:
+        return Freeze(row.user_id, row.reason or "")
+    if kind is CommandType.UNFREEZE:
+        return Unfreeze(row.user_id, row.reason)
+    asset = catalog.by_id(row.asset_id).code
     if kind is CommandType.TOPUP:
         return TopUp(row.user_id, asset, row.amount)
     if kind is CommandType.BONUS:
@@ -315,10 +366,17 @@ def command_of(row: Row[Any]) -> Command:
         return Capture(str(row.reference_id), row.amount)
     if kind is CommandType.RELEASE:
         return Release(str(row.reference_id))
+    if kind is CommandType.EXPIRY:
+        return Expiry(row.user_id, asset, row.expires_at)
     return Reverse(str(row.reference_id), row.reason or "")
 
 
-def _load_references(conn: Any, books: dict[int, Book], rows: Sequence[Row[Any]]) -> None:
+def _load_references(
+    conn: Any,
+    books: dict[int, Book],
+    rows: Sequence[Row[Any]],
+    hold_lots: dict[str, list[dict[str, Any]] | None],
+) -> None:
     """Put into each ledger's book the holds and originals its commands refer to (the
     intake found them in the command's own ledger; the foreign key keeps it so)."""
     ids = {row.reference_id for row in rows if row.reference_id is not None}
@@ -332,6 +390,7 @@ def _load_references(conn: Any, books: dict[int, Book], rows: Sequence[Row[Any]]
         asset = catalog.by_id(ref.asset_id).code
         if ref.type == CommandType.HOLD and ref.hold_status is not None:
             book.holds[str(ref.id)] = _hold_state(ref)
+            hold_lots[str(ref.id)] = ref.lots
         book.records[str(ref.id)] = Record(
             type=CommandType(ref.type),
             completed=ref.status == "completed",
@@ -359,7 +418,8 @@ def _wallets_touched(
 ) -> set[tuple[str, int]]:
     """Every user wallet the batch may read or write, as (owner, asset id): an asset id
     names its ledger too."""
-    touched = {(row.user_id, row.asset_id) for row in rows}
+    # A freeze or unfreeze (no asset) touches no wallet.
+    touched = {(row.user_id, row.asset_id) for row in rows if row.asset_id is not None}
     touched |= {(row.to_user_id, row.asset_id) for row in rows if row.to_user_id}
     touched |= {(hold.user_id, hold.asset_id) for hold in due}
     for ledger_id, book in books.items():
@@ -395,7 +455,7 @@ def _batch_write(
 ) -> store.BatchWrite:
     """Translate the books' decisions into rows: account ids, statuses, hold states."""
     write = store.BatchWrite()
-    asset_ids = {row.asset_id for row in rows}
+    asset_ids = {row.asset_id for row in rows if row.asset_id is not None}
     shards = store.system_shards(conn, partition, SYSTEM_ACCOUNTS, asset_ids) if asset_ids else {}
 
     def account_id(ledger_id: int, account: AccountRef) -> int:
@@ -430,10 +490,51 @@ def _batch_write(
     for ledger_id, book in books.items():
         for account in book.changed_wallets:
             wallet = book.wallets[account]
-            write.wallets.append((account_id(ledger_id, account), wallet.balance, wallet.held))
+            rules = book.rules.get(account.asset) if book.rules else None
+            if rules is None:
+                write.wallets.append((account_id(ledger_id, account), wallet.balance, wallet.held))
+                continue
+            lifetime = rules.credit_lifetime is not None
+            write.controlled.append(
+                (
+                    account_id(ledger_id, account),
+                    wallet.balance,
+                    wallet.held,
+                    controls.lots_json(wallet.lots) if lifetime else None,
+                    controls.soonest(wallet.lots) if lifetime else None,
+                    controls.debits_json(wallet.debits)
+                    if rules.spend_limit_24h is not None
+                    else None,
+                )
+            )
         write.hold_statuses.update({uuid.UUID(k): v.value for k, v in book.hold_changes.items()})
         write.reversals.update({uuid.UUID(k): uuid.UUID(v) for k, v in book.reversals.items()})
+        if book.rules:
+            for hold_id, status in book.hold_changes.items():
+                hold = book.holds[hold_id]
+                rules = book.rules.get(hold.account.asset)
+                if status is HoldStatus.ACTIVE and rules and rules.credit_lifetime is not None:
+                    write.hold_lots[uuid.UUID(hold_id)] = controls.lots_json(hold.lots)
+        _freezes(write, ledger_id, book, rows)
     return write
+
+
+def _freezes(write: store.BatchWrite, ledger_id: int, book: Book, rows: Sequence[Row[Any]]) -> None:
+    """The freezes the book changed, with the freeze transaction that made each one (the
+    one accepted at its `since`)."""
+    if not book.changed_freezes:
+        return
+    freeze_ids = {
+        (row.user_id, row.created_at): row.id
+        for row in rows
+        if row.ledger_id == ledger_id and row.type == CommandType.FREEZE
+    }
+    for user_id, frozen in sorted(book.changed_freezes.items()):
+        if frozen is None:
+            write.unfreezes.append((ledger_id, user_id))
+        else:
+            freeze_id = freeze_ids[(user_id, frozen.since)]
+            write.freezes.append((ledger_id, user_id, frozen.reason, frozen.since, freeze_id))
 
 
 def _final_amount(row: Row[Any], outcome: Applied, book: Book) -> int | None:
