@@ -7,10 +7,12 @@ from typing import Any
 from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, unknown_asset
-from api.openapi import ASSET_EXAMPLE, header_refs
-from api.schemas import AssetListSchema, AssetSchema
+from api.openapi import ASSET_EXAMPLE, ASSET_PATCH_EXAMPLE, header_refs
+from api.schemas import AssetListSchema, AssetPatchSchema, AssetSchema
+from db import controls
 from db.assets import AssetExists, catalog, create_asset
-from db.engine import connect
+from db.engine import autocommit, connect
+from ledger import ASSET_CODE_PATTERN
 
 blp = Blueprint("assets", __name__, url_prefix="/v1/assets", description="Currencies.")
 
@@ -20,9 +22,20 @@ blp = Blueprint("assets", __name__, url_prefix="/v1/assets", description="Curren
 @blp.response(200, AssetListSchema)
 @blp.secured()
 def list_assets() -> Any:
-    """Every asset of the caller's ledger, by code"""
-    ledger_id = current_client().ledger_id
-    return {"items": [{"code": a.code, "name": a.name} for a in catalog.all(ledger_id)]}
+    """Every asset of the caller's ledger, by code, with its settings"""
+    with autocommit() as conn:
+        found = controls.settings_of(conn, current_client().ledger_id)
+    return {"items": [_shown(a) for a in found]}
+
+
+def _shown(asset: controls.AssetSettings) -> dict[str, Any]:
+    return {
+        "code": asset.code,
+        "name": asset.name,
+        "max_balance": asset.max_balance,
+        "spend_limit_24h": asset.spend_limit_24h,
+        "credit_lifetime": asset.credit_lifetime,
+    }
 
 
 @blp.route("", methods=["POST"])
@@ -34,11 +47,55 @@ def add_asset(body: dict[str, Any]) -> Any:
     """Add an asset (409 if the code exists)"""
     try:
         with connect() as conn:
-            asset = create_asset(conn, current_client().ledger_id, body["code"], body["name"])
+            asset = create_asset(
+                conn,
+                current_client().ledger_id,
+                body["code"],
+                body["name"],
+                body.get("max_balance"),
+                body.get("spend_limit_24h"),
+                body.get("credit_lifetime"),
+            )
     except AssetExists:
         raise ApiError(409, "asset_exists", f"Asset {body['code']} already exists.") from None
     catalog.clear()
-    return {"code": asset.code, "name": asset.name}, 201, {"Location": "/v1/assets"}
+    shown = controls.AssetSettings(
+        asset.code,
+        asset.name,
+        body.get("max_balance"),
+        body.get("spend_limit_24h"),
+        body.get("credit_lifetime"),
+    )
+    return _shown(shown), 201, {"Location": "/v1/assets"}
+
+
+CODE = {
+    "in": "path",
+    "name": "code",
+    "required": True,
+    "description": "The asset's code.",
+    "schema": {"type": "string", "pattern": ASSET_CODE_PATTERN},
+    "example": "GOLD_COINS",
+}
+
+
+@blp.route("/<code>", methods=["PATCH"], parameters=[CODE])
+@require("admin")
+@blp.arguments(AssetPatchSchema, example=ASSET_PATCH_EXAMPLE)
+@blp.response(200, AssetSchema)
+@blp.secured(404, 422)
+def change_asset(body: dict[str, Any], code: str) -> Any:
+    """Set, change or clear (null) an asset's settings
+
+    A rule is in force for every command the drain applies after the change commits
+    (including commands accepted before it). Removing `credit_lifetime` makes every
+    credit of the asset non-expiring.
+    """
+    with connect() as conn:
+        changed = controls.change_settings(conn, current_client().ledger_id, code, body)
+    if changed is None:
+        raise ApiError(404, "not_found", f"There is no asset '{code}'.")
+    return _shown(changed)
 
 
 def asset_filter(ledger_id: int, code: str | None) -> int | None:

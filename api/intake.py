@@ -240,6 +240,14 @@ def _command(
             # own commands like the transfer did.
             to_user_id=ref.to_user_id if kind is CommandType.REVERSE else None,
         )
+    if kind in (CommandType.FREEZE, CommandType.UNFREEZE):
+        # A player in every asset of the ledger: no asset, applied in their partition.
+        return intake.NewCommand(
+            **common,
+            route=wallet_route(fields["user_id"], client.ledger_id),
+            user_id=fields["user_id"],
+            asset_id=None,
+        )
     asset = catalog.by_code(client.ledger_id, fields["asset"])
     if asset is None:
         raise unknown_asset(fields["asset"])

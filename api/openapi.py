@@ -198,7 +198,16 @@ BATCH_EXAMPLE = {
         {"type": "spend", "idempotency_key": "batch-8812-2", **COMMAND_EXAMPLES["spend"]},
     ]
 }
-ASSET_EXAMPLE = {"code": "STAR_DUST", "name": "Star Dust"}
+ASSET_EXAMPLE = {
+    "code": "STAR_DUST",
+    "name": "Star Dust",
+    "max_balance": 1000000,
+    "spend_limit_24h": 50000,
+    "credit_lifetime": 2592000,
+}
+ASSET_PATCH_EXAMPLE = {"spend_limit_24h": 20000, "max_balance": None}
+FREEZE_EXAMPLE = {"reason": "chargeback under investigation"}
+UNFREEZE_EXAMPLE = {"reason": "investigation closed"}
 LEDGER_EXAMPLE = {"code": "space-miners-staging", "name": "Space Miners (staging)"}
 CLIENT_EXAMPLE = {
     "name": "match-server",

@@ -166,6 +166,18 @@ class ReverseSchema(CommandSchema):
     reason = fields.String(required=True, validate=validate.Length(1, 1000))
 
 
+class FreezeSchema(CommandSchema):
+    reason = fields.String(
+        required=True,
+        validate=validate.Length(1, 1000),
+        metadata={"description": "Why (shown in the wallet's `frozen`).", "example": "fraud"},
+    )
+
+
+class UnfreezeSchema(CommandSchema):
+    reason = fields.String(validate=validate.Length(1, 1000))
+
+
 # The body schema of each command type, and the path field that names its reference.
 COMMAND_SCHEMAS: dict[CommandType, type[CommandSchema]] = {
     CommandType.TOPUP: TopUpSchema,
@@ -176,6 +188,8 @@ COMMAND_SCHEMAS: dict[CommandType, type[CommandSchema]] = {
     CommandType.CAPTURE: CaptureSchema,
     CommandType.RELEASE: ReleaseSchema,
     CommandType.REVERSE: ReverseSchema,
+    CommandType.FREEZE: FreezeSchema,
+    CommandType.UNFREEZE: UnfreezeSchema,
 }
 REFERENCE_FIELD = {
     CommandType.CAPTURE: "hold_id",
@@ -219,7 +233,9 @@ class TransactionSchema(Schema):
         required=True, validate=validate.OneOf(["pending", "completed", "rejected"])
     )
     user_id = fields.String(required=True)
-    asset = fields.String(required=True)
+    asset = fields.String(
+        required=True, allow_none=True, metadata={"description": "null for freeze, unfreeze."}
+    )
     amount = fields.Integer(allow_none=True)
     idempotency_key = fields.String(required=True)
     metadata = fields.Dict(allow_none=True)
@@ -229,7 +245,9 @@ class TransactionSchema(Schema):
     created_at = fields.String(required=True)
     completed_at = fields.String(allow_none=True)
     to_user_id = fields.String(metadata={"description": "Transfers: the payee."})
-    expires_at = fields.String(metadata={"description": "Holds."})
+    expires_at = fields.String(
+        metadata={"description": "Holds; expiries: the instant of the credits expired."}
+    )
     hold_status = fields.String(
         validate=validate.OneOf(["active", "captured", "released", "expired"]),
         allow_none=True,
@@ -276,16 +294,41 @@ class CallbackLogSchema(Schema):
     items = fields.List(fields.Nested(CallbackAttemptSchema), required=True)
 
 
+class ExpiringSchema(Schema):
+    amount = fields.Integer(required=True)
+    expires_at = fields.String(required=True)
+
+
 class BalanceSchema(Schema):
     asset = fields.String(required=True)
     balance = fields.Integer(required=True)
     held = fields.Integer(required=True)
     available = fields.Integer(required=True)
     updated_at = fields.String(required=True)
+    expiring = fields.List(
+        fields.Nested(ExpiringSchema),
+        required=True,
+        metadata={
+            "description": "Available credits that will expire, soonest first, at most 10; "
+            "[] for an asset without a credit lifetime. Held credits are not listed: they "
+            "are protected while their hold is active."
+        },
+    )
+
+
+class FrozenSchema(Schema):
+    reason = fields.String(required=True)
+    since = fields.String(required=True)
 
 
 class WalletSchema(Schema):
     user_id = fields.String(required=True)
+    frozen = fields.Nested(
+        FrozenSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "null unless the player is frozen (their debits refused)."},
+    )
     balances = fields.List(fields.Nested(BalanceSchema), required=True)
 
 
@@ -318,9 +361,45 @@ class KeyQuerySchema(Schema):
     )
 
 
+def _setting(description: str) -> Amount:
+    return Amount(allow_none=True, metadata={"description": description})
+
+
+MAX_BALANCE_DOC = (
+    "The highest balance a credit may leave in a player's wallet (else the credit is "
+    "rejected balance_limit_exceeded); null: no cap."
+)
+SPEND_LIMIT_DOC = (
+    "The most a player may debit (spend, transfer out, capture) in any rolling 24 hours "
+    "(else spend_limit_exceeded); null: no limit."
+)
+LIFETIME_DOC = (
+    "Seconds after which each credit expires to @expired (soonest-expiring credits are "
+    "used first); null: credits never expire."
+)
+
+
 class AssetSchema(Schema):
     code = AssetCode(required=True)
     name = fields.String(required=True, validate=validate.Length(1, 100))
+    max_balance = _setting(MAX_BALANCE_DOC)
+    spend_limit_24h = _setting(SPEND_LIMIT_DOC)
+    credit_lifetime = _setting(LIFETIME_DOC)
+
+
+class AssetPatchSchema(Schema):
+    """Some of an asset's settings: a value sets or changes one, null clears it."""
+
+    max_balance = _setting(MAX_BALANCE_DOC)
+    spend_limit_24h = _setting(SPEND_LIMIT_DOC)
+    credit_lifetime = _setting(LIFETIME_DOC)
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError(
+                "Send at least one of max_balance, spend_limit_24h, credit_lifetime.", "_body"
+            )
 
 
 class AssetListSchema(Schema):

@@ -54,7 +54,16 @@ IDEMPOTENCY_HEADER = {
         "example": "3f6c1e9a-8812-4d3b-9a57-topup-example",
     },
 }
-SCOPE = {CommandType.REVERSE: "admin"}
+SCOPE = {
+    CommandType.REVERSE: "admin",
+    CommandType.FREEZE: "admin",
+    CommandType.UNFREEZE: "admin",
+}
+# What a batch may carry: the commands a client submits (an expiry is the sweeper's,
+# a freeze or unfreeze is a wallet's: POST /v1/wallets/{user_id}/freeze).
+BATCH_TYPES = tuple(
+    t for t in COMMAND_SCHEMAS if t not in (CommandType.FREEZE, CommandType.UNFREEZE)
+)
 # Parsed once: schema instances are reusable and thread-safe for load().
 ITEM_SCHEMAS = {kind: schema() for kind, schema in COMMAND_SCHEMAS.items()}
 
@@ -174,9 +183,11 @@ def _batch_item(item: dict[str, Any], scopes: frozenset[str]) -> intake.Submissi
     try:
         # str(): only a string can name a type; anything else fails as before, below.
         kind = CommandType(str(item.get("type")))
+        if kind not in BATCH_TYPES:
+            raise ValueError(kind)
     except ValueError:
         return validation_error(
-            {"type": [f"Must be one of: {', '.join(t.value for t in CommandType)}."]}
+            {"type": [f"Must be one of: {', '.join(t.value for t in BATCH_TYPES)}."]}
         )
     try:
         key = idempotency_key(item.get("idempotency_key"))

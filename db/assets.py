@@ -75,14 +75,31 @@ class AssetCatalog:
 catalog = AssetCatalog()
 
 
-def create_asset(conn: Connection, ledger_id: int, code: str, name: str) -> Asset:
-    """Add an asset to a ledger; raises AssetExists when the ledger has the code."""
+def create_asset(
+    conn: Connection,
+    ledger_id: int,
+    code: str,
+    name: str,
+    max_balance: int | None = None,
+    spend_limit_24h: int | None = None,
+    credit_lifetime: int | None = None,
+) -> Asset:
+    """Add an asset to a ledger, with its optional controls (db.controls); raises
+    AssetExists when the ledger has the code."""
     row = conn.execute(
         text(
-            "INSERT INTO assets (ledger_id, code, name) VALUES (:ledger, :code, :name) "
+            "INSERT INTO assets (ledger_id, code, name, max_balance, spend_limit_24h, "
+            "credit_lifetime_s) VALUES (:ledger, :code, :name, :cap, :limit, :lifetime) "
             "ON CONFLICT (ledger_id, code) DO NOTHING RETURNING id, ledger_id, code, name"
         ),
-        {"ledger": ledger_id, "code": code, "name": name},
+        {
+            "ledger": ledger_id,
+            "code": code,
+            "name": name,
+            "cap": max_balance,
+            "limit": spend_limit_24h,
+            "lifetime": credit_lifetime,
+        },
     ).first()
     if row is None:
         raise AssetExists(code)

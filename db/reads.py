@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, text
 
 from db.assets import catalog
+from db.controls import lots_of
+from ledger import expiring
 
 # A row of `transactions`, or the stand-in db.intake makes of a row it has just
 # inserted (the command's own fields and what RETURNING gave), to save a read.
@@ -65,9 +67,13 @@ def wallet(conn: Connection, ledger_id: int, owner: str) -> list[dict[str, Any]]
     Empty: no wallet."""
     rows = conn.execute(
         text(
-            "SELECT asset_id, sum(balance) AS balance, sum(held) AS held, "
-            "max(updated_at) AS updated_at FROM accounts "
-            "WHERE ledger_id = :ledger AND owner = :owner GROUP BY asset_id"
+            # A user wallet is one row: its lots are that row's (a system account has
+            # none). Lots of an asset whose lifetime was removed are not shown.
+            "SELECT a.asset_id, sum(a.balance) AS balance, sum(a.held) AS held, "
+            "max(a.updated_at) AS updated_at, "
+            "CAST(max(CAST(a.lots AS text)) FILTER (WHERE s.credit_lifetime_s IS NOT NULL) "
+            "AS jsonb) AS lots FROM accounts a JOIN assets s ON s.id = a.asset_id "
+            "WHERE a.ledger_id = :ledger AND a.owner = :owner GROUP BY a.asset_id"
         ),
         {"ledger": ledger_id, "owner": owner},
     ).all()
@@ -78,6 +84,11 @@ def wallet(conn: Connection, ledger_id: int, owner: str) -> list[dict[str, Any]]
             "held": int(r.held),
             "available": int(r.balance) - int(r.held),
             "updated_at": iso(r.updated_at),
+            # NULL lots: credited before the lifetime, never expires; nothing to list.
+            "expiring": [
+                {"amount": lot.amount, "expires_at": iso(lot.expires_at)}
+                for lot in expiring(lots_of(r.lots, 0))
+            ],
         }
         for r in rows
     ]
