@@ -44,6 +44,7 @@ task_default_queue = "maintenance"
 task_routes = {
     "wallet.sweep": {"queue": "maintenance"},
     "wallet.reconcile": {"queue": "maintenance"},
+    "wallet.expire_credits": {"queue": "maintenance"},
 }
 
 beat_schedule = {
@@ -51,6 +52,12 @@ beat_schedule = {
     # killed worker) and with holds whose time has run out.
     "sweep": {"task": "wallet.sweep", "schedule": 1.0, "options": {"expires": 5}},
     # The reconciliation reads the whole ledger: now and then, for wallet_reconciliation_ok.
+    # Expiring credits: one `expiry` command per due lot (worker.expiry).
+    "expire-credits": {
+        "task": "wallet.expire_credits",
+        "schedule": _settings.expiry_sweep_seconds,
+        "options": {"expires": 60},
+    },
     "reconcile": {
         "task": "wallet.reconcile",
         "schedule": float(os.environ.get("WALLET_RECONCILE_EVERY", "300")),

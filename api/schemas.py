@@ -481,11 +481,40 @@ class AssetReconciliationSchema(Schema):
     mismatches = fields.List(fields.Nested(MismatchSchema), required=True)
 
 
+class AboveCapSchema(Schema):
+    account = fields.String(required=True)
+    asset = fields.String(required=True)
+    balance = fields.Integer(required=True)
+    max_balance = fields.Integer(required=True)
+
+
+class LotsMismatchSchema(Schema):
+    account = fields.String(required=True)
+    asset = fields.String(required=True)
+    hold_id = fields.String(allow_none=True, metadata={"description": "null: the wallet's lots"})
+    lots_total = fields.Integer(required=True)
+    expected = fields.Integer(required=True)
+
+
+class SpendWindowMismatchSchema(Schema):
+    account = fields.String(required=True)
+    asset = fields.String(required=True)
+    stored = fields.Integer(required=True)
+    ledger = fields.Integer(required=True)
+
+
 class ReconciliationSchema(Schema):
     ok = fields.Boolean(required=True)
     ledger = fields.String(required=True)
     unbalanced_transactions = fields.List(fields.String(), required=True)
     assets = fields.List(fields.Nested(AssetReconciliationSchema), required=True)
+    wallets_above_cap = fields.List(
+        fields.Nested(AboveCapSchema),
+        required=True,
+        metadata={"description": "Above a cap lowered under them; informational, not an error."},
+    )
+    lots_mismatches = fields.List(fields.Nested(LotsMismatchSchema), required=True)
+    spend_window_mismatches = fields.List(fields.Nested(SpendWindowMismatchSchema), required=True)
 
 
 class ProblemSchema(Schema):

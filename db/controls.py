@@ -161,18 +161,19 @@ def frozen(conn: Connection, ledger_id: int, user_id: str) -> dict[str, Any] | N
     return None if row is None else {"reason": row.reason, "since": row.since}
 
 
-def due_wallets(conn: Connection, now: datetime, limit: int) -> Sequence[Row[Any]]:
-    """Wallets with a lot due at `now`, of assets that still have a lifetime, without a
-    pending expiry: what the sweeper submits expiries for (accounts_lots_expiring)."""
+def due_wallets(conn: Connection, limit: int) -> Sequence[Row[Any]]:
+    """Wallets with a lot due now (the database's clock, the one acceptance times are
+    on), of assets that still have a lifetime, without a pending expiry: what the
+    sweeper submits expiries for (accounts_lots_expiring). Each row carries `now`."""
     return conn.execute(
         text(
             "SELECT a.id, a.ledger_id, a.owner, a.asset_id, a.lots, a.balance, a.held, "
-            "a.updated_at FROM accounts a JOIN assets s ON s.id = a.asset_id "
-            "WHERE a.lots_expire_at <= :now AND s.credit_lifetime_s IS NOT NULL "
+            "a.updated_at, now() AS now FROM accounts a JOIN assets s ON s.id = a.asset_id "
+            "WHERE a.lots_expire_at <= now() AND s.credit_lifetime_s IS NOT NULL "
             "AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.ledger_id = a.ledger_id "
             "  AND t.user_id = a.owner AND t.status = 'pending' AND t.type = 'expiry' "
             "  AND t.asset_id = a.asset_id) "
             "ORDER BY a.lots_expire_at LIMIT :n"
         ),
-        {"now": now, "n": limit},
+        {"n": limit},
     ).all()

@@ -76,9 +76,99 @@ def report(conn: Connection, ledger_id: int) -> dict[str, Any]:
             {"ledger": ledger_id},
         )
     ]
-    ok = not unbalanced and all(a["sum_of_balances"] == 0 and not a["mismatches"] for a in assets)
+    controls = _controls(conn, ledger_id)
+    ok = (
+        not unbalanced
+        and all(a["sum_of_balances"] == 0 and not a["mismatches"] for a in assets)
+        and not controls["lots_mismatches"]
+        and not controls["spend_window_mismatches"]
+    )
     code = conn.execute(text("SELECT code FROM ledgers WHERE id = :l"), {"l": ledger_id}).scalar()
-    return {"ok": ok, "ledger": code, "unbalanced_transactions": unbalanced, "assets": assets}
+    return {
+        "ok": ok,
+        "ledger": code,
+        "unbalanced_transactions": unbalanced,
+        "assets": assets,
+        **controls,
+    }
+
+
+def _controls(conn: Connection, ledger_id: int) -> dict[str, list[dict[str, Any]]]:
+    """The controls' part of the report (the sums above already cover @expired):
+
+    - `wallets_above_cap`: balances above their asset's max_balance. Not an error (a
+      cap lowered below a balance only stops credits), so `ok` does not depend on it.
+    - `lots_mismatches`: wallets whose free lots do not sum to their available balance,
+      and active holds whose lots do not sum to their amount.
+    - `spend_window_mismatches`: wallets whose stored debits of the last 24 hours come
+      to more than the ledger's completed spends, captures and transfers out of them in
+      that window (fewer is fine: debits from before the limit was set are not kept).
+    """
+    above = [
+        {
+            "account": r.owner,
+            "asset": catalog.by_id(r.asset_id).code,
+            "balance": int(r.balance),
+            "max_balance": int(r.max_balance),
+        }
+        for r in conn.execute(
+            text(
+                "SELECT a.owner, a.asset_id, a.balance, s.max_balance FROM accounts a "
+                "JOIN assets s ON s.id = a.asset_id WHERE a.ledger_id = :ledger "
+                "AND s.max_balance IS NOT NULL AND a.owner NOT LIKE '@%' "
+                "AND a.balance > s.max_balance ORDER BY a.id LIMIT 1000"
+            ),
+            {"ledger": ledger_id},
+        )
+    ]
+    lots = [
+        {
+            "account": r.owner,
+            "asset": catalog.by_id(r.asset_id).code,
+            "hold_id": r.hold_id,
+            "lots_total": int(r.lots_total),
+            "expected": int(r.expected),
+        }
+        for r in conn.execute(
+            text(
+                "SELECT owner, asset_id, NULL AS hold_id, wallet_lots_total(lots) AS lots_total, "
+                "balance - held AS expected FROM accounts WHERE ledger_id = :ledger "
+                "AND lots IS NOT NULL AND wallet_lots_total(lots) <> balance - held "
+                "UNION ALL "
+                "SELECT user_id, asset_id, CAST(id AS text), wallet_lots_total(lots), amount "
+                "FROM transactions WHERE ledger_id = :ledger AND hold_status = 'active' "
+                "AND lots IS NOT NULL AND wallet_lots_total(lots) <> amount LIMIT 1000"
+            ),
+            {"ledger": ledger_id},
+        )
+    ]
+    window = [
+        {
+            "account": r.owner,
+            "asset": catalog.by_id(r.asset_id).code,
+            "stored": int(r.stored),
+            "ledger": int(r.ledger),
+        }
+        for r in conn.execute(
+            text(
+                "SELECT a.owner, a.asset_id, d.stored, coalesce(l.total, 0) AS ledger "
+                "FROM accounts a "
+                "CROSS JOIN LATERAL (SELECT coalesce(sum(CAST(x ->> 'amount' AS numeric)), 0) "
+                "  AS stored FROM jsonb_array_elements(a.recent_debits) x "
+                "  WHERE CAST(x ->> 'accepted_at' AS timestamptz) > now() - interval '24 hours'"
+                ") d "
+                "LEFT JOIN LATERAL (SELECT sum(t.amount) AS total FROM transactions t "
+                "  WHERE t.ledger_id = a.ledger_id AND t.user_id = a.owner "
+                "  AND t.asset_id = a.asset_id AND t.status = 'completed' "
+                "  AND t.type IN ('spend', 'capture', 'transfer') "
+                "  AND t.created_at > now() - interval '24 hours') l ON true "
+                "WHERE a.ledger_id = :ledger AND a.recent_debits IS NOT NULL "
+                "AND d.stored > coalesce(l.total, 0) LIMIT 1000"
+            ),
+            {"ledger": ledger_id},
+        )
+    ]
+    return {"wallets_above_cap": above, "lots_mismatches": lots, "spend_window_mismatches": window}
 
 
 def _mismatch(row: Any, field: str, cached: int, expected: int) -> dict[str, Any]:

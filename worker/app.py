@@ -77,7 +77,7 @@ class CeleryApp(Protocol):
 app: CeleryApp = Celery("wallet")
 app.config_from_object("celeryconfig")
 # Registers the tasks and the worker signal handlers.
-app.conf.imports = ("worker.tasks", "worker.observe")
+app.conf.imports = ("worker.tasks", "worker.observe", "worker.expiry")
 
 
 # The signals this service connects to.
