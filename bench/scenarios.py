@@ -35,6 +35,10 @@ USERS = 10_000
 SINGLE_CLIENTS = 32
 BATCH_CLIENTS = 8
 BATCH_SIZE = 100
+# The controls' row: an asset with a 24 h spend limit no spend reaches and 30-day
+# credits, so every spend pays for the spend window and the lots, and none is refused.
+RULED_ASSET = "BENCH_RULED"
+RULED_SETTINGS = {"spend_limit_24h": 2**53 - 1, "credit_lifetime": 30 * 24 * 3600}
 
 
 @dataclass
@@ -140,10 +144,15 @@ class Bench:
     def run_service_rows(self, big: bool) -> None:
         self._say(f"funding {USERS} players and one hot player")
         self._fund([f"bench-{i}" for i in range(USERS)] + ["bench-hot"], 10**12)
+        self._ruled_asset()
+        self._fund([f"bench-{i}" for i in range(USERS)], 10**12, RULED_ASSET)
         self._warm_up()
         with Sampler(self.target) as sampler:
             self.results["single"] = self._single("spread", self._spend_spread)
             self.results["resources"] = sampler.cpu_split()
+            self.results["ruled"] = self._single(
+                "spread, 24 h limit + expiring credits", self._spend_ruled
+            )
             self.results["batch"] = self._batch("spread")
             half = max(1.0, self.results["single"]["end_to_end"] / 2)
             self.results["latency"] = self._latency(half)
@@ -273,14 +282,17 @@ class Bench:
     def _spend_spread(self, run: str, n: int) -> bytes:
         return self._post("spend", f"bench-{n % USERS}", run, n)
 
+    def _spend_ruled(self, run: str, n: int) -> bytes:
+        return self._post("spend", f"bench-{n % USERS}", run, n, RULED_ASSET)
+
     def _spend_hot(self, run: str, n: int) -> bytes:
         return self._post("spend", "bench-hot", run, n)
 
     def _topup_spread(self, run: str, n: int) -> bytes:
         return self._post("topup", f"bench-{n % USERS}", run, n)
 
-    def _post(self, kind: str, user: str, run: str, n: int) -> bytes:
-        body = b'{"user_id":"%s","asset":"GOLD_COINS","amount":1}' % user.encode()
+    def _post(self, kind: str, user: str, run: str, n: int, asset: str = "GOLD_COINS") -> bytes:
+        body = b'{"user_id":"%s","asset":"%s","amount":1}' % (user.encode(), asset.encode())
         return loadgen.encode_post(
             self.hostport, f"/v1/transactions/{kind}", self.key, body, f"{run}-{n}"
         )
@@ -339,16 +351,24 @@ class Bench:
         response.raise_for_status()
         return response.json()["id"], response.json()["api_key"]
 
-    def _fund(self, users: list[str], amount: int) -> None:
+    def _ruled_asset(self) -> None:
+        """The controls' asset (kept if a reused stack has it: its rules are set again)."""
+        url = f"{self.target.base_url}/v1/assets"
+        response = self.api.post(url, json={"code": RULED_ASSET, "name": "Bench, ruled"})
+        if response.status_code != 409:
+            response.raise_for_status()
+        self.api.patch(f"{url}/{RULED_ASSET}", json=RULED_SETTINGS).raise_for_status()
+
+    def _fund(self, users: list[str], amount: int, asset: str = "GOLD_COINS") -> None:
         seq = self._max_seq()
         headers = {"Authorization": f"Bearer {self.key}"}
         for start in range(0, len(users), 1000):
             commands = [
                 {
                     "type": "topup",
-                    "idempotency_key": f"fund-{u}",
+                    "idempotency_key": f"fund-{u}" + ("" if asset == "GOLD_COINS" else asset),
                     "user_id": u,
-                    "asset": "GOLD_COINS",
+                    "asset": asset,
                     "amount": amount,
                 }
                 for u in users[start : start + 1000]

@@ -20,6 +20,16 @@ def render(r: dict[str, Any]) -> str:
     single, batch = r["single"], r["batch"]
     rate(f"single, intake (202/s, {SINGLE_CLIENTS} clients)", single["intake"])
     rate("single, end to end (commands/s)", single["end_to_end"])
+    if "ruled" in r:
+        ruled = r["ruled"]["end_to_end"]
+        rows.append(
+            (
+                "  same, 24 h limit + expiring credits",
+                _n(ruled),
+                f"{ruled / spread:.0%} of plain spend",
+                "",
+            )
+        )
     rate("batch of 100, intake (commands/s)", batch["intake"], raw_hundred)
     rate("batch of 100, end to end (commands/s)", batch["end_to_end"], raw_hundred)
     latency = r["latency"]
