@@ -75,7 +75,8 @@ CODE = {
     "required": True,
     "description": "The asset's code.",
     "schema": {"type": "string", "pattern": ASSET_CODE_PATTERN},
-    "example": "GOLD_COINS",
+    # The POST example's asset, not a seeded one: the fuzz sends it for real.
+    "example": "STAR_DUST",
 }
 
 

@@ -60,6 +60,8 @@ def get_wallet(user_id: str) -> Any:
 PLAYER = {
     **ACCOUNT,
     "description": "A player's id.",
+    # Not a player any test or README example uses: the fuzz sends it for real.
+    "example": "player-under-review",
     "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": USER_ID_PATTERN},
 }
 
