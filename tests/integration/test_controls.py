@@ -415,3 +415,62 @@ def test_reconciliation_lists_a_wallet_above_a_lowered_cap_and_stays_ok(client):
     refused = topup(client, user, asset, 1)
     drain_all()
     assert outcome(refused) == ("rejected", "balance_limit_exceeded")
+
+
+def test_lots_left_by_an_old_rule_never_break_a_later_batch(client):
+    """A drain that read a lifetime just before it was removed writes lots; the next
+    rule-free batch must clear them, not trip accounts_lots_cover_available."""
+    asset = new_asset(client, credit_lifetime=3600)
+    user = unique()
+    topup(client, user, asset, 10)
+    drain_all()
+    with connect() as conn:  # the lifetime gone, its lots still there (the race)
+        conn.execute(
+            text("UPDATE assets SET credit_lifetime_s = NULL WHERE code = :c"), {"c": asset}
+        )
+    later = topup(client, user, asset, 5)
+    drain_all()
+    assert outcome(later) == COMPLETED
+    with connect() as conn:
+        lots = conn.execute(
+            text(
+                "SELECT a.lots FROM accounts a JOIN assets s ON s.id = a.asset_id "
+                "WHERE s.code = :c AND a.owner = :u"
+            ),
+            {"c": asset, "u": user},
+        ).scalar_one()
+    assert lots is None
+
+
+def test_reconciliation_reports_stored_debits_the_ledger_does_not_have(client):
+    asset = new_asset(client, spend_limit_24h=100)
+    user = unique()
+    topup(client, user, asset, 50)
+    spend(client, user, asset, 10)
+    drain_all()
+    assert reconcile(DEFAULT_LEDGER_ID)["spend_window_mismatches"] == []
+    update = (
+        "UPDATE accounts a SET recent_debits = CAST(:d AS jsonb) FROM assets s "
+        "WHERE s.id = a.asset_id AND s.code = :c AND a.owner = :u"
+    )
+    with connect() as conn:
+        stored = conn.execute(
+            text(
+                "SELECT CAST(a.recent_debits AS text) FROM accounts a JOIN assets s "
+                "ON s.id = a.asset_id WHERE s.code = :c AND a.owner = :u"
+            ),
+            {"c": asset, "u": user},
+        ).scalar_one()
+        conn.execute(
+            text(update),
+            {"c": asset, "u": user, "d": stored.replace('"amount": 10', '"amount": 11')},
+        )
+    try:
+        report = reconcile(DEFAULT_LEDGER_ID)
+        assert report["ok"] is False
+        assert {"account": user, "asset": asset, "stored": 11, "ledger": 10} in report[
+            "spend_window_mismatches"
+        ]
+    finally:
+        with connect() as conn:
+            conn.execute(text(update), {"c": asset, "u": user, "d": stored})
