@@ -118,7 +118,8 @@ def change_settings(
     assignments = ", ".join(f"{columns.get(k, k)} = :{k}" for k in changes)
     before = conn.execute(
         text(
-            "SELECT id, credit_lifetime_s FROM assets WHERE ledger_id = :l AND code = :c FOR UPDATE"
+            "SELECT id, credit_lifetime_s FROM assets WHERE ledger_id = :l AND code = :c "
+            "FOR NO KEY UPDATE"
         ),
         {"l": ledger_id, "c": code},
     ).first()
