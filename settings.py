@@ -38,7 +38,7 @@ class Settings:
     # A command pending for longer than this is re-rung by the sweeper.
     sweep_after_seconds: float
     # How often beat's expiry sweeper looks for due credits (worker.expiry).
-    expiry_sweep_seconds: float = 10.0
+    expiry_sweep_seconds: float = 1.0
 
 
 @functools.cache
@@ -63,7 +63,7 @@ def load() -> Settings:
         flower_basic_auth=os.environ.get("FLOWER_BASIC_AUTH") or None,
         drain_batch_size=int(os.environ.get("WALLET_DRAIN_BATCH", "500")),
         sweep_after_seconds=float(os.environ.get("WALLET_SWEEP_AFTER", "3")),
-        expiry_sweep_seconds=float(os.environ.get("WALLET_EXPIRY_SWEEP_EVERY", "10")),
+        expiry_sweep_seconds=float(os.environ.get("WALLET_EXPIRY_SWEEP_EVERY", "1")),
     )
 
 
