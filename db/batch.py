@@ -424,6 +424,21 @@ def _cache() -> _ProcessCache:
     return _process_cache
 
 
+# The instant of a batch, kept for the rest of its transaction: after every row lock
+# the batch takes (the write is its last round trip), and after the last instant of
+# every account it writes entries to, so that each account's instants rise strictly in
+# its ledger order (docs/controls.md, "Statements and balances in time"). The batch's
+# n-th command is applied at this instant plus n microseconds.
+BATCH_INSTANT = (
+    "SELECT set_config('wallet.batch_instant', CAST(greatest(clock_timestamp(), "
+    "(SELECT max(last.at) + interval '1 microsecond' "
+    " FROM unnest(CAST(:i_acc AS bigint[])) AS a(id) CROSS JOIN LATERAL "
+    " (SELECT e.created_at AS at FROM ledger_entries e WHERE e.account_id = a.id "
+    "  ORDER BY e.created_at DESC LIMIT 1) last)) AS text), true)"
+)
+INSTANT = "CAST(current_setting('wallet.batch_instant') AS timestamptz)"
+
+
 def write(conn: Connection, batch: BatchWrite) -> None:
     """Write a decided batch: entries, balances, statuses, hold states, reversal links.
 
@@ -431,14 +446,22 @@ def write(conn: Connection, batch: BatchWrite) -> None:
     """
     statements: list[str] = []
     params: dict[str, Any] = {}
+    # The n-th outcome's instant (completed_at, and its entries' created_at): the
+    # batch's instant plus n microseconds (see BATCH_INSTANT).
+    order = {outcome[0]: n for n, outcome in enumerate(batch.outcomes)}
+    if batch.outcomes:
+        statements.append(BATCH_INSTANT)
+        params["i_acc"] = sorted({e[1] for e in batch.entries})
     if batch.entries:
         statements.append(
-            "INSERT INTO ledger_entries (transaction_id, account_id, amount) "
-            "SELECT * FROM unnest(CAST(:e_tx AS uuid[]), CAST(:e_acc AS bigint[]), "
-            "CAST(:e_amt AS bigint[]))"
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount, created_at) "
+            f"SELECT e.tx, e.acc, e.amt, {INSTANT} + e.n * interval '1 microsecond' "
+            "FROM unnest(CAST(:e_tx AS uuid[]), CAST(:e_acc AS bigint[]), "
+            "CAST(:e_amt AS bigint[]), CAST(:e_n AS int[])) AS e(tx, acc, amt, n)"
         )
         params.update(e_tx=[e[0] for e in batch.entries], e_acc=[e[1] for e in batch.entries])
         params["e_amt"] = [e[2] for e in batch.entries]
+        params["e_n"] = [order[e[0]] for e in batch.entries]
     if batch.wallets:
         statements.append(
             # An asset without rules keeps no lots or debits: whatever an earlier rule
@@ -467,11 +490,12 @@ def write(conn: Connection, batch: BatchWrite) -> None:
         statements.append(
             "UPDATE transactions t SET status = o.status, error_code = o.code, "
             "error_message = o.message, balance_after = o.balance_after, "
-            "amount = coalesce(o.amount, t.amount), completed_at = now() "
+            "amount = coalesce(o.amount, t.amount), "
+            f"completed_at = {INSTANT} + (o.n - 1) * interval '1 microsecond' "
             "FROM unnest(CAST(:o_ids AS uuid[]), CAST(:o_status AS text[]), "
             "CAST(:o_code AS text[]), CAST(:o_message AS text[]), CAST(:o_bal AS bigint[]), "
-            "CAST(:o_amount AS bigint[])) "
-            "AS o(id, status, code, message, balance_after, amount) WHERE t.id = o.id"
+            "CAST(:o_amount AS bigint[])) WITH ORDINALITY "
+            "AS o(id, status, code, message, balance_after, amount, n) WHERE t.id = o.id"
         )
         params.update(
             o_ids=list(columns[0]),

@@ -320,6 +320,14 @@ class LedgerEntry(Base):
             "transaction_id", "account_id", name="ledger_entries_transaction_account_key"
         ),
         Index("ledger_entries_by_account", "account_id", "id"),
+        # Statements and balances in time (0009): created_at is the entry's instant.
+        Index(
+            "ledger_entries_by_account_time",
+            "account_id",
+            "created_at",
+            "id",
+            postgresql_include=["amount"],
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -327,6 +335,7 @@ class LedgerEntry(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     # Signed: a credit is positive, a debit negative.
     amount: Mapped[int] = mapped_column(BigInteger)
+    # The instant the transaction was applied: its completed_at (db.batch.write).
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=NOW)
 
 
