@@ -299,19 +299,25 @@ class ExpiringSchema(Schema):
     expires_at = fields.String(required=True)
 
 
+# Held and available as they stood at an instant are not recorded: see WalletQuerySchema.
+AT_ONLY_BALANCE = "Absent with `?at=`, which reports the posted balance only."
+
+
 class BalanceSchema(Schema):
     asset = fields.String(required=True)
-    balance = fields.Integer(required=True)
-    held = fields.Integer(required=True)
-    available = fields.Integer(required=True)
-    updated_at = fields.String(required=True)
+    balance = fields.Integer(
+        required=True, metadata={"description": "Posted; with `?at=`, as it stood then."}
+    )
+    held = fields.Integer(metadata={"description": AT_ONLY_BALANCE})
+    available = fields.Integer(metadata={"description": AT_ONLY_BALANCE})
+    updated_at = fields.String(metadata={"description": AT_ONLY_BALANCE})
     expiring = fields.List(
         fields.Nested(ExpiringSchema),
-        required=True,
         metadata={
             "description": "Available credits that will expire, soonest first, at most 10; "
             "[] for an asset without a credit lifetime. Held credits are not listed: they "
-            "are protected while their hold is active."
+            "are protected while their hold is active. "
+            + AT_ONLY_BALANCE
         },
     )
 
@@ -325,11 +331,86 @@ class WalletSchema(Schema):
     user_id = fields.String(required=True)
     frozen = fields.Nested(
         FrozenSchema,
-        required=True,
         allow_none=True,
-        metadata={"description": "null unless the player is frozen (their debits refused)."},
+        metadata={
+            "description": "null unless the player is frozen (their debits refused). "
+            + AT_ONLY_BALANCE
+        },
+    )
+    at = fields.String(
+        metadata={"description": "With `?at=`: the instant asked about, to the microsecond."}
     )
     balances = fields.List(fields.Nested(BalanceSchema), required=True)
+
+
+class WalletQuerySchema(Schema):
+    at = fields.AwareDateTime(
+        metadata={
+            "description": "RFC 3339 with an offset, not in the future: each wallet's posted "
+            "`balance` as it stood at that instant, every entry applied at or before it "
+            "(asked at an entry's `at` from a statement, that entry's `balance_after`). "
+            "A wallet with no entry by then shows 0. `held` and `available` are left out: "
+            "a hold's end by expiry has no recorded instant, so they cannot be told exactly "
+            "for the past. Not for system accounts (422).",
+            "example": "2026-11-20T10:00:00.000000Z",
+        }
+    )
+
+
+class StatementQuerySchema(Schema):
+    asset = AssetCode(required=True)
+    start = fields.AwareDateTime(
+        data_key="from",
+        metadata={
+            "description": "RFC 3339 with an offset: the window's start, included. "
+            "Default: the wallet's beginning (opening balance 0)."
+        },
+    )
+    end = fields.AwareDateTime(
+        data_key="to",
+        metadata={
+            "description": "RFC 3339 with an offset: the window's end, excluded (an entry "
+            "applied exactly then is in the next window). Default: now. A window still "
+            "open lists what has been applied so far."
+        },
+    )
+
+    @validates_schema
+    def _window(self, data: dict[str, Any], **_: Any) -> None:
+        start, end = data.get("start"), data.get("end")
+        if start is not None and end is not None and start >= end:
+            raise ValidationError("Must be after from.", "to")
+
+
+class StatementEntrySchema(Schema):
+    transaction_id = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf([t.value for t in CommandType]))
+    amount = fields.Integer(
+        required=True, metadata={"description": "Signed: a credit positive, a debit negative."}
+    )
+    balance_after = fields.Integer(required=True)
+    at = fields.String(
+        required=True,
+        metadata={
+            "description": "When the entry was applied (its transaction's completed_at), "
+            "to the microsecond: distinct and rising within a wallet."
+        },
+    )
+
+
+class StatementSchema(Schema):
+    user_id = fields.String(required=True)
+    asset = fields.String(required=True)
+    from_ = fields.String(
+        data_key="from",
+        required=True,
+        allow_none=True,
+        metadata={"description": "null: from the beginning."},
+    )
+    to = fields.String(required=True)
+    opening_balance = fields.Integer(required=True)
+    entries = fields.List(fields.Nested(StatementEntrySchema), required=True)
+    closing_balance = fields.Integer(required=True)
 
 
 class HistoryQuerySchema(Schema):

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Row, text
 
 from db.assets import catalog
 from db.controls import lots_of
-from ledger import expiring
+from ledger import Entry, expiring
 
 # A row of `transactions`, or the stand-in db.intake makes of a row it has just
 # inserted (the command's own fields and what RETURNING gave), to save a read.
@@ -93,6 +93,92 @@ def wallet(conn: Connection, ledger_id: int, owner: str) -> list[dict[str, Any]]
         for r in rows
     ]
     return sorted(balances, key=lambda b: b["asset"])
+
+
+def balances_at(
+    conn: Connection, ledger_id: int, user_id: str, at: datetime
+) -> list[dict[str, Any]]:
+    """A player's posted balance per asset as it stood at instant `at`: every entry
+    applied at or before it. Empty: no wallet.
+
+    Each wallet's cached balance minus its entries applied after `at`, in one statement
+    (one snapshot): one range scan of ledger_entries_by_account_time per wallet, as long
+    as the wallet's history since `at`. A wallet that did not exist yet shows 0.
+    """
+    rows = conn.execute(
+        text(
+            "SELECT a.asset_id, a.balance - coalesce((SELECT sum(e.amount) "
+            "FROM ledger_entries e WHERE e.account_id = a.id AND e.created_at > :at), 0) "
+            "AS balance FROM accounts a "
+            "WHERE a.ledger_id = :ledger AND a.owner = :owner AND a.shard = 0"
+        ),
+        {"ledger": ledger_id, "owner": user_id, "at": at},
+    ).all()
+    balances = [{"asset": catalog.by_id(r.asset_id).code, "balance": int(r.balance)} for r in rows]
+    return sorted(balances, key=lambda b: b["asset"])
+
+
+# The largest statement window the API answers: more entries than this is 422, narrow
+# the window. Bounds the memory and the time of one request.
+STATEMENT_MAX_ENTRIES = 10_000
+
+
+def statement_entries(
+    conn: Connection,
+    ledger_id: int,
+    user_id: str,
+    asset_id: int,
+    start: datetime | None,
+    end: datetime,
+    limit: int,
+) -> tuple[int, list[Entry]] | None:
+    """A player's wallet of one asset over [start, end): the balance before `start`
+    (0 from the beginning) and at most `limit` of the window's entries in time order.
+    None: no such wallet.
+
+    One statement, so the opening balance and the entries are of one snapshot. The
+    opening balance is the cached balance minus the entries from `start` on (an
+    index-only range scan; statements are mostly of recent windows), the window one
+    range scan of ledger_entries_by_account_time in its order, stopping after `limit`.
+    The wallet's id is a sub-select, not a join: the planner then knows the scan is of
+    one account and in (created_at, id) order, and needs no sort.
+    """
+    account = (
+        "SELECT id FROM accounts WHERE ledger_id = :ledger AND owner = :owner "
+        "AND asset_id = :asset AND shard = 0"
+    )
+    since = "AND e.created_at >= :start " if start is not None else ""
+    opening = (
+        "a.balance - coalesce((SELECT sum(e.amount) FROM ledger_entries e "
+        f"WHERE e.account_id = a.id {since}), 0)"
+        if start is not None
+        else "0"
+    )
+    rows = conn.execute(
+        text(
+            f"SELECT 0 AS kind, NULL AS transaction_id, NULL AS type, {opening} AS amount, "
+            "NULL AS at, NULL AS id FROM accounts a WHERE a.ledger_id = :ledger "
+            "AND a.owner = :owner AND a.asset_id = :asset AND a.shard = 0 "
+            "UNION ALL (SELECT 1, e.transaction_id, t.type, e.amount, e.created_at, e.id "
+            "FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id "
+            f"WHERE e.account_id = ({account}) {since}AND e.created_at < :end "
+            "ORDER BY e.created_at, e.id LIMIT :n)"
+        ),
+        {
+            "ledger": ledger_id,
+            "owner": user_id,
+            "asset": asset_id,
+            "start": start,
+            "end": end,
+            "n": limit,
+        },
+    ).all()
+    head = [r for r in rows if r.kind == 0]
+    if not head:
+        return None
+    lines = sorted((r for r in rows if r.kind == 1), key=lambda r: (r.at, r.id))
+    entries = [Entry(r.at, int(r.amount), str(r.transaction_id), r.type) for r in lines]
+    return int(head[0].amount), entries
 
 
 def wallet_history(
@@ -279,3 +365,9 @@ def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def iso_exact(moment: datetime) -> str:
+    """RFC 3339 in UTC to the microsecond (the database's resolution): an entry's
+    instant as statements show it, exact enough to ask `?at=` of."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"

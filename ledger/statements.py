@@ -1,11 +1,19 @@
 """Balances in time: a wallet's statement over a window, and its balance at an instant.
 
-Both are folds over the wallet's ledger entries in ledger order, each with the instant
-its transaction was applied (completed_at: when the money moved). A window is
-half-open, [start, end): windows that meet tile a history with nothing counted twice,
-the opening balance of one is the closing balance of the one before, and the balance
-"at" an instant is what stood just before it, so `statement(...).opening_balance ==
-balance_at(..., start)` and `closing_balance == balance_at(..., end)`.
+Both are folds over the wallet's ledger entries in time order, each with the instant
+its transaction was applied (completed_at: when the money moved). The database makes
+the instants of one wallet distinct and rising in ledger order (db.batch.write), so
+time order is ledger order.
+
+- A window is half-open, [start, end): windows that meet tile a history with nothing
+  counted twice, and the closing balance of one is the opening balance of the next. A
+  window ending at T leaves out an entry applied at T; the next one, from T, has it.
+- The balance *at* an instant includes every entry applied at or before it: asked at
+  an entry's own instant, it is that entry's balance after.
+
+So `statement(...).closing_balance == balance_at(..., end - 1 microsecond)` (instants
+are microseconds, PostgreSQL's and Python's resolution) and the balance after each
+line is `balance_at(..., line.entry.at)`.
 """
 
 from __future__ import annotations
@@ -17,11 +25,13 @@ from datetime import datetime
 
 @dataclass(frozen=True)
 class Entry:
-    """One ledger entry of the wallet: signed amount (credit positive), when applied."""
+    """One ledger entry of the wallet: signed amount (credit positive), when applied,
+    and the id and type of its transaction."""
 
     at: datetime
     amount: int
     transaction_id: str | None = None
+    type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +75,13 @@ def statement(
 
 
 def balance_at(entries: Iterable[Entry], at: datetime, opening_balance: int = 0) -> int:
-    """The balance as it stood at instant `at`: every entry applied before it."""
-    return statement(entries, opening_balance, end=at).closing_balance
+    """The balance as it stood at instant `at`: every entry applied at or before it."""
+    balance = opening_balance
+    for entry in _in_order(entries):
+        if entry.at > at:
+            break
+        balance += entry.amount
+    return balance
 
 
 def _in_order(entries: Iterable[Entry]) -> Iterable[Entry]:
