@@ -95,6 +95,14 @@ def wallet(conn: Connection, ledger_id: int, owner: str) -> list[dict[str, Any]]
     return sorted(balances, key=lambda b: b["asset"])
 
 
+BALANCES_AT = (
+    "SELECT a.asset_id, a.balance - coalesce((SELECT sum(e.amount) "
+    "FROM ledger_entries e WHERE e.account_id = a.id AND e.created_at > :at), 0) "
+    "AS balance FROM accounts a "
+    "WHERE a.ledger_id = :ledger AND a.owner = :owner AND a.shard = 0"
+)
+
+
 def balances_at(
     conn: Connection, ledger_id: int, user_id: str, at: datetime
 ) -> list[dict[str, Any]]:
@@ -105,15 +113,7 @@ def balances_at(
     (one snapshot): one range scan of ledger_entries_by_account_time per wallet, as long
     as the wallet's history since `at`. A wallet that did not exist yet shows 0.
     """
-    rows = conn.execute(
-        text(
-            "SELECT a.asset_id, a.balance - coalesce((SELECT sum(e.amount) "
-            "FROM ledger_entries e WHERE e.account_id = a.id AND e.created_at > :at), 0) "
-            "AS balance FROM accounts a "
-            "WHERE a.ledger_id = :ledger AND a.owner = :owner AND a.shard = 0"
-        ),
-        {"ledger": ledger_id, "owner": user_id, "at": at},
-    ).all()
+    rows = conn.execute(text(BALANCES_AT), {"ledger": ledger_id, "owner": user_id, "at": at}).all()
     balances = [{"asset": catalog.by_id(r.asset_id).code, "balance": int(r.balance)} for r in rows]
     return sorted(balances, key=lambda b: b["asset"])
 
@@ -121,6 +121,26 @@ def balances_at(
 # The largest statement window the API answers: more entries than this is 422, narrow
 # the window. Bounds the memory and the time of one request.
 STATEMENT_MAX_ENTRIES = 10_000
+
+
+def statement_sql(from_start: bool) -> str:
+    """statement_entries' one statement, for the wallet :account: a first row (kind 0)
+    with the opening balance, then at most :n entries of [:start, :end) (kind 1)."""
+    since = "AND e.created_at >= :start " if from_start else ""
+    opening = (
+        "a.balance - coalesce((SELECT sum(e.amount) FROM ledger_entries e "
+        f"WHERE e.account_id = a.id {since}), 0)"
+        if from_start
+        else "0"
+    )
+    return (
+        f"SELECT 0 AS kind, NULL AS transaction_id, NULL AS type, {opening} AS amount, "
+        "NULL AS at, NULL AS id FROM accounts a WHERE a.id = :account "
+        "UNION ALL SELECT 1, w.transaction_id, t.type, w.amount, w.created_at, w.id "
+        "FROM (SELECT e.id, e.transaction_id, e.amount, e.created_at FROM ledger_entries e "
+        f"WHERE e.account_id = :account {since}AND e.created_at < :end "
+        "ORDER BY e.created_at, e.id LIMIT :n) w JOIN transactions t ON t.id = w.transaction_id"
+    )
 
 
 def statement_entries(
@@ -136,42 +156,28 @@ def statement_entries(
     (0 from the beginning) and at most `limit` of the window's entries in time order.
     None: no such wallet.
 
-    One statement, so the opening balance and the entries are of one snapshot. The
-    opening balance is the cached balance minus the entries from `start` on (an
-    index-only range scan; statements are mostly of recent windows), the window one
-    range scan of ledger_entries_by_account_time in its order, stopping after `limit`.
-    The wallet's id is a sub-select, not a join: the planner then knows the scan is of
-    one account and in (created_at, id) order, and needs no sort.
+    The wallet's id first (it never changes), then one statement, so the opening
+    balance and the entries are of one snapshot. The opening balance is the cached
+    balance minus the entries from `start` on (one range scan; statements are mostly
+    of recent windows), the window one range scan of ledger_entries_by_account_time in
+    its order, stopping after `limit`, cut before its entries are joined to their
+    transactions. The id is a value, not a sub-select or a join: the planner then sizes
+    the scan by that account's statistics (a sub-select's unknown id is planned as the
+    average account, a handful of entries, and a bitmap scan and a sort of the whole
+    window looks cheaper; see system_history_statement).
     """
-    account = (
-        "SELECT id FROM accounts WHERE ledger_id = :ledger AND owner = :owner "
-        "AND asset_id = :asset AND shard = 0"
-    )
-    since = "AND e.created_at >= :start " if start is not None else ""
-    opening = (
-        "a.balance - coalesce((SELECT sum(e.amount) FROM ledger_entries e "
-        f"WHERE e.account_id = a.id {since}), 0)"
-        if start is not None
-        else "0"
-    )
-    rows = conn.execute(
+    account = conn.execute(
         text(
-            f"SELECT 0 AS kind, NULL AS transaction_id, NULL AS type, {opening} AS amount, "
-            "NULL AS at, NULL AS id FROM accounts a WHERE a.ledger_id = :ledger "
-            "AND a.owner = :owner AND a.asset_id = :asset AND a.shard = 0 "
-            "UNION ALL (SELECT 1, e.transaction_id, t.type, e.amount, e.created_at, e.id "
-            "FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id "
-            f"WHERE e.account_id = ({account}) {since}AND e.created_at < :end "
-            "ORDER BY e.created_at, e.id LIMIT :n)"
+            "SELECT id FROM accounts WHERE ledger_id = :ledger AND owner = :owner "
+            "AND asset_id = :asset AND shard = 0"
         ),
-        {
-            "ledger": ledger_id,
-            "owner": user_id,
-            "asset": asset_id,
-            "start": start,
-            "end": end,
-            "n": limit,
-        },
+        {"ledger": ledger_id, "owner": user_id, "asset": asset_id},
+    ).scalar()
+    if account is None:
+        return None
+    rows = conn.execute(
+        text(statement_sql(start is not None)),
+        {"account": account, "start": start, "end": end, "n": limit},
     ).all()
     head = [r for r in rows if r.kind == 0]
     if not head:
