@@ -223,15 +223,14 @@ def wallet_statement(
     ledger_id = current_client().ledger_id
     asset_id = asset_filter(ledger_id, asset)
     assert asset_id is not None
-    end = end or datetime.now(UTC)
-    if start is not None and start >= end:
-        raise validation_error({"from": ["Must be before to (default: now)."]})
     limit = reads.STATEMENT_MAX_ENTRIES
     with autocommit() as conn:
         found = reads.statement_entries(conn, ledger_id, user_id, asset_id, start, end, limit + 1)
     if found is None:
         raise ApiError(404, "user_not_found", f"'{user_id}' has no {asset} wallet.")
-    opening, entries = found
+    opening, entries, end = found
+    if start is not None and start >= end:  # only with the default `to` (the schema checks)
+        raise validation_error({"from": ["Must be before to (default: now)."]})
     if len(entries) > limit:
         raise ApiError(
             422,

@@ -149,12 +149,12 @@ def statement_entries(
     user_id: str,
     asset_id: int,
     start: datetime | None,
-    end: datetime,
+    end: datetime | None,
     limit: int,
-) -> tuple[int, list[Entry]] | None:
+) -> tuple[int, list[Entry], datetime] | None:
     """A player's wallet of one asset over [start, end): the balance before `start`
-    (0 from the beginning) and at most `limit` of the window's entries in time order.
-    None: no such wallet.
+    (0 from the beginning), at most `limit` of the window's entries in time order, and
+    the window's end (no `end`: the database's now). None: no such wallet.
 
     The wallet's id first (it never changes), then one statement, so the opening
     balance and the entries are of one snapshot. The opening balance is the cached
@@ -166,25 +166,27 @@ def statement_entries(
     average account, a handful of entries, and a bitmap scan and a sort of the whole
     window looks cheaper; see system_history_statement).
     """
-    account = conn.execute(
+    found = conn.execute(
         text(
-            "SELECT id FROM accounts WHERE ledger_id = :ledger AND owner = :owner "
-            "AND asset_id = :asset AND shard = 0"
+            "SELECT id, clock_timestamp() AS now FROM accounts WHERE ledger_id = :ledger "
+            "AND owner = :owner AND asset_id = :asset AND shard = 0"
         ),
         {"ledger": ledger_id, "owner": user_id, "asset": asset_id},
-    ).scalar()
-    if account is None:
+    ).first()
+    if found is None:
         return None
+    # No end: now by the database's clock, the one the instants are taken by.
+    end = end or found.now
     rows = conn.execute(
         text(statement_sql(start is not None)),
-        {"account": account, "start": start, "end": end, "n": limit},
+        {"account": found.id, "start": start, "end": end, "n": limit},
     ).all()
     head = [r for r in rows if r.kind == 0]
     if not head:
         return None
     lines = sorted((r for r in rows if r.kind == 1), key=lambda r: (r.at, r.id))
     entries = [Entry(r.at, int(r.amount), str(r.transaction_id), r.type) for r in lines]
-    return int(head[0].amount), entries
+    return int(head[0].amount), entries, end
 
 
 def wallet_history(
