@@ -62,8 +62,11 @@ PROBLEMS: dict[int, str] = {
     "`callback_delivered` (a redelivery of a delivered callback).",
     413: "`payload_too_large`: a body over 1 MiB, however it is framed.",
     414: "The request line is too long.",
+    406: "`not_acceptable`: the `Accept` header names none of the operation's media "
+    "types (a statement is JSON or CSV).",
     422: "`validation_error` (with `errors` per field), `unknown_asset`, "
-    "`callback_not_allowed`, `idempotency_key_reused`, `not_a_hold`, `not_reversible`.",
+    "`callback_not_allowed`, `idempotency_key_reused`, `not_a_hold`, `not_reversible`, "
+    "`window_too_large` (a statement window of more than 10000 entries).",
     431: "The request headers are too large.",
     503: "`unavailable`: the database or the broker cannot be reached; retry after "
     "`Retry-After` seconds.",
