@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -299,6 +300,19 @@ class ExpiringSchema(Schema):
     expires_at = fields.String(required=True)
 
 
+class Instant(fields.AwareDateTime):
+    """An RFC 3339 time with an offset, as a UTC datetime (microseconds, the database's
+    resolution: finer digits are cut). One that is out of range in UTC (year 1 at
+    +01:00) is refused, not a 500 when it is shown."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Out of range.") from None
+
+
 # Held and available as they stood at an instant are not recorded: see WalletQuerySchema.
 AT_ONLY_BALANCE = "Absent with `?at=`, which reports the posted balance only."
 
@@ -316,8 +330,7 @@ class BalanceSchema(Schema):
         metadata={
             "description": "Available credits that will expire, soonest first, at most 10; "
             "[] for an asset without a credit lifetime. Held credits are not listed: they "
-            "are protected while their hold is active. "
-            + AT_ONLY_BALANCE
+            "are protected while their hold is active. " + AT_ONLY_BALANCE
         },
     )
 
@@ -344,7 +357,7 @@ class WalletSchema(Schema):
 
 
 class WalletQuerySchema(Schema):
-    at = fields.AwareDateTime(
+    at = Instant(
         metadata={
             "description": "RFC 3339 with an offset, not in the future: each wallet's posted "
             "`balance` as it stood at that instant, every entry applied at or before it "
@@ -359,14 +372,14 @@ class WalletQuerySchema(Schema):
 
 class StatementQuerySchema(Schema):
     asset = AssetCode(required=True)
-    start = fields.AwareDateTime(
+    start = Instant(
         data_key="from",
         metadata={
             "description": "RFC 3339 with an offset: the window's start, included. "
             "Default: the wallet's beginning (opening balance 0)."
         },
     )
-    end = fields.AwareDateTime(
+    end = Instant(
         data_key="to",
         metadata={
             "description": "RFC 3339 with an offset: the window's end, excluded (an entry "

@@ -211,6 +211,7 @@ BAD_AT = [
     "2026-11-20",
     "2026-13-01T00:00:00Z",
     "",
+    "0001-01-01T00:00:00+01:00",  # before year 1 in UTC
 ]
 
 
@@ -237,6 +238,7 @@ def test_an_instant_in_the_future_is_422(client, history):
     [
         ({"from": "not-a-time"}, "from"),
         ({"to": "2026-11-20T10:00:00"}, "to"),
+        ({"to": "9999-12-31T23:59:59-01:00"}, "to"),  # after year 9999 in UTC
         ({"from": "2026-11-20T10:00:00Z", "to": "2026-11-20T10:00:00Z"}, "to"),
         ({"from": "2026-11-20T11:00:00Z", "to": "2026-11-20T10:00:00+00:00"}, "to"),
         ({"from": "2999-01-01T00:00:00Z"}, "from"),  # after the default `to`, now
