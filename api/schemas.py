@@ -359,9 +359,10 @@ class WalletSchema(Schema):
 class WalletQuerySchema(Schema):
     at = Instant(
         metadata={
-            "description": "RFC 3339 with an offset, not in the future: each wallet's posted "
-            "`balance` as it stood at that instant, every entry applied at or before it "
-            "(asked at an entry's `at` from a statement, that entry's `balance_after`). "
+            "description": "RFC 3339 with an offset (a future one shows what is applied "
+            "so far): each wallet's posted `balance` as it stood at that instant, every "
+            "entry applied at or before it (asked at an entry's instant, a statement's `at` "
+            "or its transaction's `completed_at`, that entry's `balance_after`). "
             "A wallet with no entry by then shows 0. `held` and `available` are left out: "
             "a hold's end by expiry has no recorded instant, so they cannot be told exactly "
             "for the past. Not for system accounts (422).",

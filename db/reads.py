@@ -369,13 +369,14 @@ def resource(row: TransactionRow, entries: list[dict[str, Any]]) -> dict[str, An
 
 
 def iso(moment: datetime | None) -> str | None:
-    """RFC 3339 in UTC with milliseconds: 2026-11-20T10:00:00.012Z."""
+    """RFC 3339 in UTC to the microsecond, the database's resolution:
+    2026-11-20T10:00:00.012345Z. Exact, so any instant shown (a transaction's
+    completed_at, a statement entry's) can be asked back with `?at=`."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def iso_exact(moment: datetime) -> str:
-    """RFC 3339 in UTC to the microsecond (the database's resolution): an entry's
-    instant as statements show it, exact enough to ask `?at=` of."""
+    """iso() of an instant that is never None."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"

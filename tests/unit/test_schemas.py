@@ -78,16 +78,16 @@ def test_a_batch_holds_1_to_1000_commands(count):
         BatchSchema().load({"commands": [{}] * count})
 
 
-def test_timestamps_are_utc_with_milliseconds_and_z():
+def test_timestamps_are_utc_to_the_microsecond_with_z():
     from datetime import UTC, datetime, timedelta, timezone
 
     from db.reads import iso
 
-    assert iso(datetime(2026, 11, 20, 10, 0, 0, 12345, tzinfo=UTC)) == "2026-11-20T10:00:00.012Z"
-    assert iso(datetime(2026, 11, 20, 10, 0, tzinfo=UTC)) == "2026-11-20T10:00:00.000Z"
+    assert iso(datetime(2026, 11, 20, 10, 0, 0, 12345, tzinfo=UTC)) == "2026-11-20T10:00:00.012345Z"
+    assert iso(datetime(2026, 11, 20, 10, 0, tzinfo=UTC)) == "2026-11-20T10:00:00.000000Z"
     two_hours_east = timezone(timedelta(hours=2))
     assert (
         iso(datetime(2026, 11, 20, 12, 0, 0, 999999, tzinfo=two_hours_east))
-        == "2026-11-20T10:00:00.999Z"
+        == "2026-11-20T10:00:00.999999Z"
     )
     assert iso(None) is None

@@ -8,14 +8,14 @@ each account's last instant, each as one range scan of one account's entries; th
 amount is included so the sums are index-only scans.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-12
 """
 
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
