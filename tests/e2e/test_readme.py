@@ -22,6 +22,9 @@ def test_there_are_examples_for_every_endpoint_family():
     for path in (
         "/v1/transactions/topup",
         "/v1/wallets/",
+        "/statement?",
+        "?at=",
+        "/freeze",
         "/v1/assets",
         "/v1/admin/clients",
         "/v1/admin/reconciliation",
