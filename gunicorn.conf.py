@@ -38,6 +38,15 @@ preload_app = False
 control_socket_disable = True
 
 
+def post_worker_init(worker):
+    # Request threads queue their log lines; one thread writes them (logs.py).
+    logs.write_in_background()
+
+
+def worker_exit(server, worker):
+    logs.flush_background()
+
+
 def child_exit(server, worker):
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         import socket

@@ -9,13 +9,22 @@ exceptions, datetimes, UUIDs).
 A request id reaches log lines in two ways: the API sets it for the request's thread
 (`request_context`), and code that knows it (a drain logging the commands it applied)
 passes it as `extra`.
+
+In the API, lines are written by one thread of their own (`write_in_background`): a
+request thread only queues its record. Writing to stderr releases the GIL while the
+handler's lock is held, so with a line per request the request threads queued on that
+lock behind each write, and on the GIL behind each other (`python -m bench.api_cpu`
+measured it: README, Performance).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import logging
+import logging.handlers
 import os
+import queue
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,6 +103,52 @@ def dict_config(process: str) -> dict[str, Any]:
             "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
         },
     }
+
+
+class _ContextQueueHandler(logging.handlers.QueueHandler):
+    """Queues records for the writer thread, with what only this thread knows: the
+    request and transaction ids of its context, and the message with its arguments."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.request_id = getattr(record, "request_id", None) or _request_id.get()
+        record.transaction_id = getattr(record, "transaction_id", None) or _transaction_id.get()
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+
+_listeners: list[logging.handlers.QueueListener] = []
+
+
+def write_in_background() -> None:
+    """From now on this process's log lines are formatted and written by one thread per
+    handler; the loggers only queue them (the order of lines is kept). For a process
+    with many threads that log (the API: gunicorn's `post_worker_init`, after the fork,
+    since threads do not survive one). `flush_background()` writes what is queued."""
+    if _listeners:
+        return
+    replaced: dict[logging.Handler, logging.Handler] = {}
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        if not isinstance(logger, logging.Logger):
+            continue  # a placeholder: no handlers of its own
+        for handler in list(logger.handlers):
+            if isinstance(handler, _ContextQueueHandler):
+                continue
+            if handler not in replaced:
+                lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+                replaced[handler] = _ContextQueueHandler(lines)
+                listener = logging.handlers.QueueListener(lines, handler)
+                listener.start()
+                _listeners.append(listener)
+            logger.removeHandler(handler)
+            logger.addHandler(replaced[handler])
+    atexit.register(flush_background)
+
+
+def flush_background() -> None:
+    """Write every queued line and stop the writer threads (at exit)."""
+    while _listeners:
+        _listeners.pop().stop()
 
 
 @contextmanager
