@@ -13,7 +13,7 @@ INSTALLED := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit test-integration test-e2e test-ha lint bench services \
+.PHONY: help install run test test-unit test-integration test-e2e test-ha lint bench soak services \
 	stop-services clean
 
 help:
@@ -22,7 +22,8 @@ help:
 	@echo "make test-unit | test-integration | test-e2e"
 	@echo "make test-ha           failovers: PostgreSQL primary and Redis master killed under load"
 	@echo "make lint              ruff check, ruff format --check, mypy --strict (ledger db api worker)"
-	@echo "make bench             the benchmark, against a running stack"
+	@echo "make bench             the benchmark on a stack of its own (ARGS=\"--short --repeat 3\": medians)"
+	@echo "make soak              10 minutes at half load: RSS of each process group, reconciliation"
 	@echo "make services          start embedded PostgreSQL and Redis, print their URLs"
 	@echo "make stop-services     stop them"
 	@echo "make clean             stop them, remove .venv and .data"
@@ -63,8 +64,13 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy --strict ledger db api worker
 
+# `make bench ARGS="--repeat 3"`: every row three times, the median and the spread.
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench $(ARGS)
+
+# `make soak ARGS="--soak-minutes 30 --rate 200"`.
+soak: install
+	$(PY) -m bench --soak $(ARGS)
 
 services: install
 	$(PY) -m stack services

@@ -5,6 +5,9 @@ It starts a stack the way `make run` does (embedded PostgreSQL and Redis under
 HTTP with bench/loadgen.py, reads outcomes from PostgreSQL, and measures the reference
 rows (raw SQL with pgbench, a synchronous Flask service) on the same machine in the
 same run. It measures and prints; it does not pass or fail.
+
+--repeat N runs it all N times (a fresh stack and database each time) and prints the
+median of each figure and its spread. --soak runs bench/soak.py instead.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from bench import soak
 from bench.scenarios import Bench, Target, bench_stack, stop_bench_servers
-from bench.table import render
+from bench.table import render_many
 
 RESULTS = Path(os.environ.get("WALLET_DATA_DIR", ".data")) / "bench-results.json"
 
@@ -31,25 +35,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--admin-key", help="its WALLET_ADMIN_KEY (with --url)")
     parser.add_argument("--skip-big", action="store_true", help="skip the 1M-wallet rows")
     parser.add_argument("--skip-reference", action="store_true", help="skip pgbench, sync Flask")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run everything N times; medians and spread"
+    )
+    parser.add_argument("--soak", action="store_true", help="half load for --soak-minutes")
+    parser.add_argument("--soak-minutes", type=float, default=10.0)
+    parser.add_argument("--rate", type=float, help="the soak's rate (default: half the single)")
     args = parser.parse_args(argv)
+    if args.soak:
+        return _soak(args)
     seconds = 10.0 if args.short else args.seconds
 
     started = time.time()
-    try:
-        with bench_stack(Target.from_args(args)) as target:
-            bench = Bench(target, seconds)
-            bench.run_service_rows(big=not args.skip_big)
-        if not args.skip_reference:
-            bench.run_reference_rows()
-    finally:
-        if not args.url:
-            stop_bench_servers()  # make bench leaves nothing running behind it
-    bench.results["elapsed_seconds"] = round(time.time() - started)
+    runs = []
+    for run in range(max(1, args.repeat)):
+        if args.repeat > 1:
+            print(f"bench | run {run + 1} of {args.repeat}", file=sys.stderr, flush=True)
+        try:
+            with bench_stack(Target.from_args(args)) as target:
+                bench = Bench(target, seconds)
+                bench.run_service_rows(big=not args.skip_big)
+            if not args.skip_reference:
+                bench.run_reference_rows()
+        finally:
+            if not args.url:
+                stop_bench_servers()  # make bench leaves nothing running behind it
+        runs.append(bench.results)
+    results: dict[str, object] = dict(runs[-1]) if len(runs) == 1 else {"runs": runs}
+    results["elapsed_seconds"] = round(time.time() - started)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(bench.results, indent=2))
-    print(render(bench.results), flush=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(render_many(runs), flush=True)
     print(f"\n(raw figures: {RESULTS})", file=sys.stderr)
     return 0
+
+
+def _soak(args: argparse.Namespace) -> int:
+    try:
+        with bench_stack(Target.from_args(args)) as target:
+            result = soak.soak(Bench(target, 10.0), args.soak_minutes, args.rate)
+    finally:
+        if not args.url:
+            stop_bench_servers()
+    path = RESULTS.with_name("soak-results.json")
+    path.write_text(json.dumps(result, indent=2))
+    print(soak.render(result), flush=True)
+    print(f"\n(raw figures: {path})", file=sys.stderr)
+    return 0 if result["reconciliation_ok"] else 1
 
 
 if __name__ == "__main__":

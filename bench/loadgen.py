@@ -36,6 +36,9 @@ class Result:
     statuses: dict[int, int] = field(default_factory=dict)
     # (scheduled or actual send time, transaction ids in the answer) for 200/202 answers
     accepted: list[tuple[float, list[str]]] = field(default_factory=list)
+    # Seconds from (scheduled) send to the answer, for each 200/202 answer: the latency
+    # of a service whose answer is the outcome (the synchronous reference).
+    answered: list[float] = field(default_factory=list)
     cpu_seconds: float = 0.0  # the generator's own CPU for the run
 
     @property
@@ -136,6 +139,7 @@ def _record(result: Result, status: int, body: bytes, sent: float, ids: bool) ->
     if status in (200, 202):
         found = [m.decode() for m in ID.findall(body)] if ids else []
         result.accepted.append((sent, found))
+        result.answered.append(time.time() - sent)
 
 
 async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import statistics
 from typing import Any
 
 from bench.scenarios import SINGLE_CLIENTS
 
+HEADER = ("", "value", "vs raw SQL", "vs sync Flask")
+
 
 def render(r: dict[str, Any]) -> str:
+    return _table(HEADER, _rows(r))
+
+
+def _rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """The table's rows of one run: label, value, vs raw SQL, vs sync Flask."""
     raw_one = (r.get("raw_sql") or {}).get("one_per_txn")
     raw_hundred = (r.get("raw_sql") or {}).get("hundred_per_txn")
     sync = (r.get("sync_flask") or {}).get("rate")
@@ -33,12 +42,19 @@ def render(r: dict[str, Any]) -> str:
     rate("batch of 100, intake (commands/s)", batch["intake"], raw_hundred)
     rate("batch of 100, end to end (commands/s)", batch["end_to_end"], raw_hundred)
     latency = r["latency"]
+    sync_latency = r.get("sync_latency") or {}
     rows.append(
         (
             f"latency at {latency['rate']:.0f}/s: p50 / p99 (ms)",
             f"{_n(latency['p50_ms'])} / {_n(latency['p99_ms'])}",
             "",
-            "",
+            # The service's latency over the synchronous design's, at the same rate.
+            (
+                f"{_ratio(latency['p50_ms'], sync_latency['p50_ms'])} / "
+                f"{_ratio(latency['p99_ms'], sync_latency['p99_ms'])}"
+                if sync_latency.get("p50_ms") and sync_latency.get("p99_ms")
+                else ""
+            ),
         )
     )
     if "intake_p50_ms" in latency:
@@ -91,6 +107,15 @@ def render(r: dict[str, Any]) -> str:
         rows.append(
             ("sync Flask, seeds' design (32 clients)", _n(sync), _ratio(sync, raw_one), "1.00x")
         )
+    if sync_latency.get("p50_ms") is not None:
+        rows.append(
+            (
+                f"sync Flask latency at {sync_latency['rate']:.0f}/s: p50 / p99",
+                f"{_n(sync_latency['p50_ms'])} / {_n(sync_latency['p99_ms'])}",
+                "",
+                "1.00x / 1.00x",
+            )
+        )
     memory = r.get("memory", {})
     rows.append(
         (
@@ -110,11 +135,75 @@ def render(r: dict[str, Any]) -> str:
     )
     cpu = r.get("resources", {})
     if cpu:
-        split = ", ".join(f"{k} {v:.0f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]))
+        ranked = sorted(cpu.items())  # one order in every run: --repeat takes medians
+        split = ", ".join(f"{k} {v:.0f}" for k, v in ranked)
         rows.append(("CPU seconds during the single run", split, "", ""))
+        accepted = single.get("accepted")
+        if accepted:
+            # Steadier than the rates on a shared machine: what one command costs.
+            per = ", ".join(f"{k} {v * 1000 / accepted:.2f}" for k, v in ranked)
+            total = sum(cpu.values()) * 1000 / accepted
+            rows.append(("CPU ms per single command", per, f"total {total:.2f}", ""))
 
-    header = ("", "value", "vs raw SQL", "vs sync Flask")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+    return rows
+
+
+def render_many(runs: list[dict[str, Any]]) -> str:
+    """The table of several runs (`--repeat N`): each figure is the median of the runs'
+    (a ratio too: the median of the ratios each run measured within itself), and a last
+    column gives the spread of the row's first figure, lowest to highest."""
+    if len(runs) == 1:
+        return render(runs[0])
+    tables = [_rows(r) for r in runs]
+    if len({len(t) for t in tables}) != 1:
+        raise ValueError("the runs measured different rows")
+    rows: list[tuple[str, ...]] = []
+    for cells_of_runs in zip(*tables, strict=True):
+        cells = tuple(_median_cell([c[i] for c in cells_of_runs]) for i in range(4))
+        rows.append((*cells, _spread([c[1] for c in cells_of_runs])))
+    header = ("", f"median of {len(runs)}", "vs raw SQL", "vs sync Flask", "spread (min-max)")
+    return _table(header, rows)
+
+
+NUMBER = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
+
+
+def _numbers(cell: str) -> list[float]:
+    return [float(n.replace(",", "")) for n in NUMBER.findall(cell)]
+
+
+def _median_cell(cells: list[str]) -> str:
+    """The cell with each of its figures replaced by that figure's median over the runs."""
+    figures = [_numbers(cell) for cell in cells]
+    if len({len(f) for f in figures}) != 1 or not figures[0]:
+        return cells[0].strip()
+    medians = iter([statistics.median(column) for column in zip(*figures, strict=True)])
+    template = cells[0].strip()
+    decimals = [len(n.split(".")[1]) if "." in n else 0 for n in NUMBER.findall(template)]
+    places = iter(decimals)
+
+    def median(_: re.Match[str]) -> str:
+        value, digits = next(medians), next(places)
+        return f"{value:,.{digits}f}" if digits else f"{value:,.0f}"
+
+    return NUMBER.sub(median, template)
+
+
+def _spread(cells: list[str]) -> str:
+    """The lowest and highest of the runs' first figure, and half that range as a share
+    of the median."""
+    firsts = [f[0] for f in (_numbers(cell) for cell in cells) if f]
+    if len(firsts) != len(cells) or not firsts:
+        return ""
+    low, high, mid = min(firsts), max(firsts), statistics.median(firsts)
+    share = f" (+/-{(high - low) / 2 / mid:.0%})" if mid else ""
+    return f"{_n(low)}-{_n(high)}{share}"
+
+
+def _table(
+    header: tuple[str, ...], rows: list[tuple[str, ...]] | list[tuple[str, str, str, str]]
+) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     line = "-+-".join("-" * w for w in widths)
     out = [_row(header, widths), line]
     out += [_row(row, widths) for row in rows]

@@ -9,11 +9,12 @@ import json
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
 from bench import loadgen
-from bench.table import render
+from bench.table import render, render_many
 
 
 @pytest.fixture
@@ -66,12 +67,19 @@ def test_open_loop_sends_the_scheduled_number_of_requests(server):
     assert sent[-1] - sent[0] == pytest.approx(0.5, abs=0.1)  # scheduled, not as fast as possible
 
 
-def test_the_table_shows_every_row_and_ratio():
-    row = {"intake": 1000.0, "end_to_end": 900.0, "loadgen_cpu": 0.05}
-    results = {
+def test_open_loop_times_each_answer_from_its_scheduled_send(server):
+    port, _ = server
+    result = loadgen.open_loop("127.0.0.1", port, lambda n: request(port, n), rate=200, seconds=0.5)
+    assert len(result.answered) == len(result.accepted) == result.count(202) > 0
+    assert all(0 < seconds < 5 for seconds in result.answered)
+
+
+def results_with(end_to_end: float = 900.0, p50: float = 8.0) -> dict[str, Any]:
+    row = {"intake": 1000.0, "end_to_end": end_to_end, "loadgen_cpu": 0.05, "accepted": 9000}
+    return {
         "single": row,
         "batch": {**row, "intake": 6000.0, "end_to_end": 5800.0},
-        "latency": {"rate": 450, "p50_ms": 8.0, "p99_ms": 50.0},
+        "latency": {"rate": 450, "p50_ms": p50, "p99_ms": 50.0},
         "hot_wallet": {**row, "end_to_end": 600.0},
         "hot_treasury": {**row, "end_to_end": 880.0},
         "big_single": {**row, "end_to_end": 850.0},
@@ -80,10 +88,29 @@ def test_the_table_shows_every_row_and_ratio():
         "sync_flask": {"rate": 1200.0},
         "memory": {"total_rss": 500, "total_pss": 400, "api_rss": 200, "workers_rss": 300},
         "resources": {"api": 8.0, "postgres": 6.0},
+        "sync_latency": {"rate": 450, "p50_ms": 4.0, "p99_ms": 100.0},
     }
-    table = render(results)
+
+
+def test_the_table_shows_every_row_and_ratio():
+    table = render(results_with())
     assert "0.23x" in table  # 900 end to end / 4,000 raw SQL
     assert "0.75x" in table  # 900 / 1,200 sync Flask
     assert "67% of spread" in table and "98% of spread" in table
     assert "94% of empty" in table
     assert "8.0 / 50.0" in table
+    # CPU per command: seconds of the single run over its 9,000 commands.
+    assert "api 0.89, postgres 0.67" in table and "total 1.56" in table
+    # Latency against the synchronous design's at the same rate: 8 / 4 and 50 / 100.
+    assert "2.00x / 0.50x" in table and "4.0 / 100" in table
+
+
+def test_repeated_runs_give_each_figure_as_a_median_with_its_spread():
+    runs = [results_with(800.0, 9.0), results_with(1000.0, 7.0), results_with(900.0, 8.0)]
+    table = render_many(runs)
+    single = next(line for line in table.splitlines() if line.startswith("single, end to end"))
+    assert "| 900 " in single and "800-1,000 (+/-11%)" in single
+    assert "0.23x" in single and "0.75x" in single  # the median of the runs' own ratios
+    latency = next(line for line in table.splitlines() if line.startswith("latency at"))
+    assert "8.0 / 50.0" in latency and "7.0-9.0" in latency
+    assert render_many(runs[:1]) == render(runs[0])
