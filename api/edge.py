@@ -16,8 +16,8 @@ Errors here are rendered as problem+json like every other error (api.errors).
 
 from __future__ import annotations
 
+import random
 import re
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
@@ -215,9 +215,13 @@ def _reason(status: int) -> str:
 
 
 def _request_id(offered: str | None) -> str:
+    """The client's id if it is sane, else 32 random hex digits (the form of a uuid4's
+    hex). A request id correlates log lines and is no secret: it comes from `random`,
+    not from os.urandom, whose system call releases the GIL on every request (the
+    `random` module is reseeded in each forked gunicorn worker)."""
     if offered and SANE_REQUEST_ID.fullmatch(offered):
         return offered
-    return uuid.uuid4().hex
+    return f"{random.getrandbits(128):032x}"
 
 
 def _content_length(environ: dict[str, Any]) -> int | None:
