@@ -114,3 +114,32 @@ def test_repeated_runs_give_each_figure_as_a_median_with_its_spread():
     latency = next(line for line in table.splitlines() if line.startswith("latency at"))
     assert "8.0 / 50.0" in latency and "7.0-9.0" in latency
     assert render_many(runs[:1]) == render(runs[0])
+
+
+def test_the_soak_report_gives_each_group_at_both_ends_and_the_reconciliation():
+    from bench import soak
+
+    start = {"api": 200, "workers": 300, "postgres": 1000, "redis": 20}
+    end = {"api": 220, "workers": 300, "postgres": 1100, "redis": 20}
+    text = soak.render(
+        {
+            "minutes": 10,
+            "rate": 150.0,
+            "statuses": {"202": 90000},
+            "accepted": 90000,
+            "applied": {"completed": 89990, "rejected": 10},
+            "rss_start_mib": {**start, "postgres_pss": 400},
+            "rss_end_mib": {**end, "postgres_pss": 410},
+            "rss_peak_mib": end,
+            "reconciliation_ok": True,
+            "reconciliation": {"ok": True, "assets": [{"mismatches": []}]},
+        }
+    )
+    assert "10 min at 150 commands/s" in text
+    assert any(
+        line.split()[:6] == ["api", "200", "220", "220", "+10%"][:6] for line in text.splitlines()
+    )
+    assert "api+workers      500     520     520     +4%" in text
+    assert "400 -> 410" in text
+    assert "90000 accepted" in text and "90000 final" in text
+    assert "reconciliation: ok (0 mismatches, 0 unbalanced transactions)" in text
