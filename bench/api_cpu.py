@@ -15,8 +15,10 @@ threads and the group committers), once as it is and once without each piece:
 - `doorbell`: ringing Redis after each commit.
 
 Each "without" run patches the piece out in this process only, to measure it; nothing
-here changes the service. The HTTP server's own cost is outside this measurement (it is
-gunicorn's; `--server` measures that separately, over loopback).
+here changes the service. The HTTP server's own cost is outside this measurement;
+`--server gunicorn` (or `granian`, where it is installed) measures the whole API process
+over loopback instead: the server as the stack runs it (2 workers), the benchmark's
+loadgen with 32 connections for 10 s, CPU of the server's processes per answer.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per variant (median kept)")
     parser.add_argument("--without", default=",".join(PIECES), help="pieces, comma-separated")
     parser.add_argument("--profile", help="write a cProfile of the request threads here")
+    parser.add_argument("--server", help="gunicorn or granian: measure over HTTP instead")
+    parser.add_argument("--seconds", type=float, default=10.0, help="load per --server run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -73,6 +77,17 @@ def _parent(args: argparse.Namespace) -> int:
             subprocess.run(
                 [sys.executable, *argv], cwd=ROOT, env=env, check=True, capture_output=True
             )
+        if args.server:
+            for server in args.server.split(","):
+                runs = [_over_http(server, env, args.seconds) for _ in range(args.repeat)]
+                cpus = sorted(cpu for cpu, _ in runs)
+                rate = statistics.median(rate for _, rate in runs)
+                print(
+                    f"{server}: {statistics.median(cpus):.0f} us CPU per request, {rate:.0f} "
+                    f"req/s (runs: {', '.join(f'{cpu:.0f}' for cpu in cpus)})",
+                    flush=True,
+                )
+            return 0
         variants = ["", *[p for p in args.without.split(",") if p]]
         if args.profile:  # one profiled run; its CPU figure includes cProfile's overhead
             variants, args.repeat = [""], 1
@@ -97,6 +112,87 @@ def _parent(args: argparse.Namespace) -> int:
         postgres.stop()
         redis_server.stop()
     return 0
+
+
+def _over_http(server: str, env: dict[str, str], seconds: float) -> tuple[float, float]:
+    """CPU microseconds of the server's processes per 202, and the rate."""
+    import psutil
+    import requests
+
+    from bench import loadgen
+    from stack import launch
+
+    port = launch.any_free_port()
+    with tempfile.TemporaryDirectory() as metrics_dir:
+        child_env = {
+            **env,
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "GUNICORN_LOGLEVEL": "warning",
+        }
+        if server == "gunicorn":
+            argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"]
+            argv += ["api:create_app()"]
+        elif server == "granian":
+            argv = [sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2"]
+            argv += ["--blocking-threads", "64", "--host", "127.0.0.1", "--port", str(port)]
+            argv += ["--log-level", "warning", "--factory", "bench.api_cpu:granian_app"]
+        else:
+            raise SystemExit(f"unknown server {server!r}")
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except requests.RequestException:
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"{server} did not start")
+                time.sleep(0.3)
+            admin = {"Authorization": f"Bearer {env['WALLET_ADMIN_KEY']}"}
+            key = requests.post(
+                f"{base}/v1/admin/clients",
+                json={"name": "cpu", "scopes": ["submit"]},
+                headers=admin,
+            ).json()["api_key"]
+            run = uuid.uuid4().hex[:8]
+            hostport = f"127.0.0.1:{port}"
+
+            def make(n: int) -> bytes:
+                body = b'{"user_id":"cpu-%d","asset":"GOLD_COINS","amount":1}' % (n % 10_000)
+                path = "/v1/transactions/spend"
+                return loadgen.encode_post(hostport, path, key, body, f"{run}-{n}")
+
+            loadgen.closed_loop("127.0.0.1", port, make, 32, 2.0, ids=False)  # warm up
+            tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+
+            def cpu() -> float:
+                return sum(sum(p.cpu_times()[:2]) for p in tree if p.is_running())
+
+            before = cpu()
+            run = uuid.uuid4().hex[:8]
+            result = loadgen.closed_loop("127.0.0.1", port, make, 32, seconds, ids=False)
+            spent = cpu() - before
+            answered = result.count(202)
+            return spent / max(1, answered) * 1e6, answered / result.seconds
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+def granian_app() -> Any:
+    """The API as granian would serve it, with the service's logging (gunicorn.conf.py's)."""
+    import logs
+    from api import create_app
+
+    logs.configure("api")
+    logs.write_in_background()
+    return create_app()
 
 
 def _run_child(args: argparse.Namespace, env: dict[str, str], variant: str) -> tuple[float, float]:
