@@ -456,7 +456,7 @@ class Sampler:
             "total_rss": 0,
             "total_pss": 0,
         }
-        self.cpu_start: dict[str, float] = {}
+        self.cpu_start: dict[int, tuple[str, float]] = {}
 
     def __enter__(self) -> Sampler:
         self.cpu_start = self._cpu()
@@ -469,9 +469,15 @@ class Sampler:
         self.thread.join()
 
     def cpu_split(self) -> dict[str, float]:
-        """CPU seconds per component since the sampler started (a snapshot)."""
-        now = self._cpu()
-        return {k: round(now.get(k, 0) - self.cpu_start.get(k, 0), 1) for k in now}
+        """CPU seconds per component since the sampler started (a snapshot), process by
+        process: one that exited meanwhile (a PostgreSQL backend of a closed
+        connection) is left out rather than subtracted from the rest."""
+        totals: dict[str, float] = {}
+        for pid, (role, seconds) in self._cpu().items():
+            before = self.cpu_start.get(pid)
+            used = seconds - (before[1] if before is not None and before[0] == role else 0.0)
+            totals[role] = totals.get(role, 0.0) + used
+        return {k: round(v, 1) for k, v in totals.items()}
 
     def peaks(self) -> dict[str, float]:
         return {k: round(v / 2**20) for k, v in self.peak.items()}
@@ -497,16 +503,16 @@ class Sampler:
             ):
                 self.peak[key] = max(self.peak[key], value)
 
-    def _cpu(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
+    def _cpu(self) -> dict[int, tuple[str, float]]:
+        found: dict[int, tuple[str, float]] = {}
         for process in psutil.process_iter(["name", "cmdline", "cpu_times"]):
             role = _role(process)
             if role is None:
                 continue
             times = process.info["cpu_times"]
             if times is not None:
-                totals[role] = totals.get(role, 0.0) + times.user + times.system
-        return totals
+                found[process.pid] = (role, times.user + times.system)
+        return found
 
 
 def _service_processes(target: Target) -> list[tuple[str, psutil.Process]]:

@@ -176,9 +176,9 @@ def _median_cell(cells: list[str]) -> str:
     """The cell with each of its figures replaced by that figure's median over the runs."""
     figures = [_numbers(cell) for cell in cells]
     if len({len(f) for f in figures}) != 1 or not figures[0]:
-        return cells[0].strip()
+        return cells[0]
     medians = iter([statistics.median(column) for column in zip(*figures, strict=True)])
-    template = cells[0].strip()
+    template = cells[0]
     decimals = [len(n.split(".")[1]) if "." in n else 0 for n in NUMBER.findall(template)]
     places = iter(decimals)
 

@@ -143,3 +143,12 @@ def test_the_soak_report_gives_each_group_at_both_ends_and_the_reconciliation():
     assert "400 -> 410" in text
     assert "90000 accepted" in text and "90000 final" in text
     assert "reconciliation: ok (0 mismatches, 0 unbalanced transactions)" in text
+
+
+def test_cpu_of_a_process_that_exited_is_not_subtracted_from_the_rest():
+    from bench.scenarios import Sampler, Target
+
+    sampler = Sampler(Target())
+    # A PostgreSQL backend seen at the start (100 s of CPU) that has exited since.
+    sampler.cpu_start = {2**31 - 7: ("postgres", 100.0)}
+    assert all(seconds >= 0 for seconds in sampler.cpu_split().values())
