@@ -3,8 +3,6 @@
 Why each setting matters is beside it.
 """
 
-import os
-
 import settings
 from worker import connections
 
@@ -60,7 +58,7 @@ beat_schedule = {
     },
     "reconcile": {
         "task": "wallet.reconcile",
-        "schedule": float(os.environ.get("WALLET_RECONCILE_EVERY", "300")),
+        "schedule": _settings.reconcile_every_seconds,
         "options": {"expires": 60},
     },
 }

@@ -11,14 +11,19 @@ about a third as many commands per second on the same machine (see the README).
 import os
 
 import logs
+import settings
 
-bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+_settings = settings.load()
+
+# GUNICORN_BIND, GUNICORN_ACCESSLOG and GUNICORN_LOGLEVEL are gunicorn's own knobs, read
+# here only; the rest is the service's configuration (settings.py).
+bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{_settings.port}")
+workers = _settings.web_concurrency
 # gthread, with problem+json for the errors gunicorn answers itself and 100 Continue
 # sent only when the application reads the body (api/server.py).
 worker_class = "api.server.ThreadWorker"
-threads = int(os.environ.get("GUNICORN_THREADS", "256"))
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+threads = _settings.gunicorn_threads
+worker_connections = _settings.gunicorn_worker_connections
 timeout = 60
 graceful_timeout = 10
 keepalive = 30

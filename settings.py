@@ -38,7 +38,28 @@ class Settings:
     # A command pending for longer than this is re-rung by the sweeper.
     sweep_after_seconds: float
     # How often beat's expiry sweeper looks for due credits (worker.expiry).
-    expiry_sweep_seconds: float = 1.0
+    expiry_sweep_seconds: float
+    # How long a woken drain lets commands gather before it reads (WALLET_DRAIN_GATHER_MS).
+    drain_gather_seconds: float
+    # How often beat runs the reconciliation (WALLET_RECONCILE_EVERY, seconds).
+    reconcile_every_seconds: float
+    # Each database pool's size (WALLET_DB_POOL_SIZE; None: the pool's own default) and
+    # whether a checkout pings first (WALLET_DB_PRE_PING=1; off: see db.engine).
+    db_pool_size: int | None
+    db_pre_ping: bool
+    # The API's group commit: committer threads per process, commands per statement.
+    intake_committers: int
+    intake_max_batch: int
+    # Callbacks are retried for this long after the transaction became final, with
+    # exponential backoff from the first delay up to the cap.
+    callback_retry_for_seconds: float
+    callback_backoff_first_seconds: float
+    callback_backoff_cap_seconds: float
+    # gunicorn: processes, threads per process, connections per process (the long
+    # polls' Redis pool is sized by the last: each parked waiter holds one).
+    web_concurrency: int
+    gunicorn_threads: int
+    gunicorn_worker_connections: int
 
 
 @functools.cache
@@ -64,6 +85,26 @@ def load() -> Settings:
         drain_batch_size=int(os.environ.get("WALLET_DRAIN_BATCH", "500")),
         sweep_after_seconds=float(os.environ.get("WALLET_SWEEP_AFTER", "3")),
         expiry_sweep_seconds=float(os.environ.get("WALLET_EXPIRY_SWEEP_EVERY", "1")),
+        drain_gather_seconds=float(os.environ.get("WALLET_DRAIN_GATHER_MS", "3")) / 1000,
+        reconcile_every_seconds=float(os.environ.get("WALLET_RECONCILE_EVERY", "300")),
+        db_pool_size=int(os.environ["WALLET_DB_POOL_SIZE"])
+        if os.environ.get("WALLET_DB_POOL_SIZE")
+        else None,
+        db_pre_ping=os.environ.get("WALLET_DB_PRE_PING", "0") == "1",
+        intake_committers=int(os.environ.get("WALLET_INTAKE_COMMITTERS", "2")),
+        intake_max_batch=int(os.environ.get("WALLET_INTAKE_MAX_BATCH", "200")),
+        callback_retry_for_seconds=float(
+            os.environ.get("WALLET_CALLBACK_RETRY_FOR_SECONDS", "3600")
+        ),
+        callback_backoff_first_seconds=float(
+            os.environ.get("WALLET_CALLBACK_BACKOFF_FIRST_SECONDS", "1")
+        ),
+        callback_backoff_cap_seconds=float(
+            os.environ.get("WALLET_CALLBACK_BACKOFF_CAP_SECONDS", "600")
+        ),
+        web_concurrency=int(os.environ.get("WEB_CONCURRENCY", "2")),
+        gunicorn_threads=int(os.environ.get("GUNICORN_THREADS", "256")),
+        gunicorn_worker_connections=int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000")),
     )
 
 

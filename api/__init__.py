@@ -7,13 +7,16 @@ from typing import Any
 from flask import Flask, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
+import resources
 from api import admin, assets, errors, observability, operators, ops, transactions, wallets
 from api.edge import MAX_BODY_BYTES, HttpEdge
 from api.openapi import WalletApi
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the API: defaults first, then the caller's overrides."""
+    """Build the API: defaults first, then the caller's overrides. The process's
+    engines, clients and pools (resources.py) are its own, built on first use."""
+    resources.start()
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,

@@ -7,11 +7,12 @@ import hmac
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar, overload
 
 from flask import g, request
 
+import resources
 import settings
 from api.errors import ApiError
 from db.clients import (
@@ -34,9 +35,18 @@ UNKNOWN_CACHE_SECONDS = 5.0
 # Bounded: a client inventing a new key per request must not grow memory without end.
 UNKNOWN_CACHE_ENTRIES = 10_000
 
-_cache: dict[str, tuple[Client, float]] = {}
-_unknown: dict[str, float] = {}
-_cache_lock = threading.Lock()
+
+@dataclass
+class _Known:
+    """Clients by key hash, and key hashes known to be unknown (a resource of the
+    process: resources.py)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    clients: dict[str, tuple[Client, float]] = field(default_factory=dict)
+    unknown: dict[str, float] = field(default_factory=dict)
+
+
+_KNOWN = resources.Resource("api.auth.known", _Known)
 
 
 def require(scope: str) -> Callable[[F], F]:
@@ -128,26 +138,28 @@ def _cached(key: str, load: Callable[[], Client | None]) -> Client | None: ...
 def _cached(key: str, load: Callable[[], Client | None]) -> Client | None:
     """Clients change rarely; a short cache keeps authentication off the database."""
     now = time.monotonic()
-    hit = _cache.get(key)
+    known = _KNOWN.get()
+    hit = known.clients.get(key)
     if hit is not None and hit[1] > now:
         return hit[0]
     client = load()
     if client is not None:
-        with _cache_lock:
-            _cache[key] = (client, now + CACHE_SECONDS)
+        with known.lock:
+            known.clients[key] = (client, now + CACHE_SECONDS)
     return client
 
 
 def _known_unknown(key_hash: str) -> bool:
-    until = _unknown.get(key_hash)
+    until = _KNOWN.get().unknown.get(key_hash)
     return until is not None and until > time.monotonic()
 
 
 def _remember_unknown(key_hash: str) -> None:
-    with _cache_lock:
-        if len(_unknown) >= UNKNOWN_CACHE_ENTRIES:
-            _unknown.clear()
-        _unknown[key_hash] = time.monotonic() + UNKNOWN_CACHE_SECONDS
+    known = _KNOWN.get()
+    with known.lock:
+        if len(known.unknown) >= UNKNOWN_CACHE_ENTRIES:
+            known.unknown.clear()
+        known.unknown[key_hash] = time.monotonic() + UNKNOWN_CACHE_SECONDS
 
 
 def _by_hash(key_hash: str) -> Client | None:
@@ -167,6 +179,7 @@ def _bootstrap() -> Client:
 
 
 def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
-        _unknown.clear()
+    known = _KNOWN.get()
+    with known.lock:
+        known.clients.clear()
+        known.unknown.clear()

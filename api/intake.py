@@ -6,7 +6,6 @@ recorded in one database transaction, each accepted or refused on its own.
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections.abc import Sequence
@@ -16,6 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, Row, text
 from sqlalchemy.exc import OperationalError
 
+import resources
+import settings
 from api.errors import ApiError, unavailable, unknown_asset
 from api.metrics import COMMANDS_ACCEPTED
 from db import intake, reads
@@ -50,7 +51,7 @@ def submit(client: Client, submission: Submission) -> Accepted:
     Concurrent single requests of this process share one INSERT and one commit (see
     GroupCommit): each is answered once its own batch is durable.
     """
-    result = _group.accept(client, submission)
+    result = GROUP_COMMIT.get().accept(client, submission)
     if isinstance(result, BaseException) and is_unavailable(result):
         raise unavailable("database")  # a fresh error per request, not one shared by all
     if isinstance(result, BaseException):
@@ -191,9 +192,12 @@ class _Waiting:
     result: Accepted | BaseException | None = None
 
 
-_group = GroupCommit(
-    committers=int(os.environ.get("WALLET_INTAKE_COMMITTERS", "2")),
-    max_batch=int(os.environ.get("WALLET_INTAKE_MAX_BATCH", "200")),
+GROUP_COMMIT = resources.Resource(
+    "api.intake.group_commit",
+    lambda: GroupCommit(
+        committers=settings.load().intake_committers,
+        max_batch=settings.load().intake_max_batch,
+    ),
 )
 
 

@@ -14,7 +14,6 @@ one read, not 200 connections at once.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from typing import Any
 
 import redis
 
+import resources
+import settings
 from worker.connections import connect_redis
 from worker.notify import channel
 
@@ -30,18 +31,17 @@ POLL_SECONDS = 0.25
 # Each parked waiter holds one Redis connection. They come from a pool of their own,
 # sized like gunicorn's worker_connections, so waiters can never take the connections
 # that ring doorbells (that pool starved once, under 200 waiters: a test caught it).
-MAX_WAITERS = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
-_client: redis.Redis | None = None
-_client_lock = threading.Lock()
+WAITERS_CLIENT = resources.Resource(
+    "api.longpoll.waiters",
+    lambda: connect_redis(
+        socket_timeout=5, max_connections=settings.load().gunicorn_worker_connections
+    ),
+    lambda client, after_fork: None if after_fork else client.close(),
+)
 
 
 def waiters_client() -> redis.Redis:
-    global _client
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                _client = connect_redis(socket_timeout=5, max_connections=MAX_WAITERS)
-    return _client
+    return WAITERS_CLIENT.get()
 
 
 Read = Callable[[], dict[str, Any] | None]
@@ -69,7 +69,7 @@ def _wait_on_channel(tx_id: object, deadline: float, read: Read) -> dict[str, An
         while (remaining := deadline - time.monotonic()) > 0:
             message = pubsub.get_message(ignore_subscribe_messages=True, timeout=remaining)
             if message is not None and message["type"] == "message":
-                return _woken.read(tx_id, read)
+                return WOKEN.get().read(tx_id, read)
         return read()
     finally:
         pubsub.close()
@@ -136,4 +136,4 @@ class SharedReads:
         return flight.result
 
 
-_woken = SharedReads()
+WOKEN = resources.Resource("api.longpoll.woken", SharedReads)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
+import resources
 from db.engine import connect
 
 SEEDED_ASSETS = (
@@ -30,46 +31,56 @@ class AssetExists(Exception):
     pass
 
 
+@dataclass
+class _Known:
+    """The assets this process has read (a resource of the process: resources.py)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    by_code: dict[tuple[int, str], Asset] = field(default_factory=dict)
+    by_id: dict[int, Asset] = field(default_factory=dict)
+
+
+_KNOWN = resources.Resource("db.assets.known", _Known)
+
+
 class AssetCatalog:
     """(ledger, code) <-> id lookups that reload from the database on a miss."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_code: dict[tuple[int, str], Asset] = {}
-        self._by_id: dict[int, Asset] = {}
-
     def by_code(self, ledger_id: int, code: str) -> Asset | None:
-        asset = self._by_code.get((ledger_id, code))
+        asset = _KNOWN.get().by_code.get((ledger_id, code))
         if asset is None:
             self.reload()
-            asset = self._by_code.get((ledger_id, code))
+            asset = _KNOWN.get().by_code.get((ledger_id, code))
         return asset
 
     def by_id(self, asset_id: int) -> Asset:
-        asset = self._by_id.get(asset_id)
+        asset = _KNOWN.get().by_id.get(asset_id)
         if asset is None:
             self.reload()
-            asset = self._by_id[asset_id]
+            asset = _KNOWN.get().by_id[asset_id]
         return asset
 
     def all(self, ledger_id: int) -> list[Asset]:
         """The ledger's assets, by code."""
         self.reload()
         return sorted(
-            (a for a in self._by_code.values() if a.ledger_id == ledger_id), key=lambda a: a.code
+            (a for a in _KNOWN.get().by_code.values() if a.ledger_id == ledger_id),
+            key=lambda a: a.code,
         )
 
     def reload(self) -> None:
         with connect() as conn:
             rows = conn.execute(text("SELECT id, ledger_id, code, name FROM assets")).all()
         assets = [Asset(r.id, r.ledger_id, r.code, r.name) for r in rows]
-        with self._lock:
-            self._by_code = {(a.ledger_id, a.code): a for a in assets}
-            self._by_id = {a.id: a for a in assets}
+        known = _KNOWN.get()
+        with known.lock:
+            known.by_code = {(a.ledger_id, a.code): a for a in assets}
+            known.by_id = {a.id: a for a in assets}
 
     def clear(self) -> None:
-        with self._lock:
-            self._by_code, self._by_id = {}, {}
+        known = _KNOWN.get()
+        with known.lock:
+            known.by_code, known.by_id = {}, {}
 
 
 catalog = AssetCatalog()

@@ -1,16 +1,15 @@
 """The engines of one process.
 
-One engine per process, created on first use. After a fork (gunicorn workers, Celery
-prefork children) the child must not share the parent's sockets, so the pool is
-replaced in the child before anyone can use it.
+Two engines per process (one for transactions, one in autocommit), a resource of the
+process (resources.py) built on first use. After a fork (gunicorn workers, Celery
+prefork children) the child must not share the parent's sockets: it builds its own.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
@@ -21,28 +20,40 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+import resources
 import settings
 from db.urls import sqlalchemy_url
 
-_lock = threading.Lock()
-_engine: Engine | None = None
-_autocommit_engine: Engine | None = None
+
+@dataclass(frozen=True)
+class Engines:
+    # For transactions (the drain, administration, the seed).
+    transactional: Engine
+    # Intake and reads are single statements, or reads of rows written atomically:
+    # connections that are in autocommit from birth, with no BEGIN, COMMIT or
+    # reset-on-return round trips around them.
+    autocommit: Engine
+
+
+def _build() -> Engines:
+    return Engines(
+        transactional=_create(pool_size=8),
+        autocommit=_create(pool_size=16, isolation_level="AUTOCOMMIT", pool_reset_on_return=None),
+    )
+
+
+def _dispose(engines: Engines, after_fork: bool) -> None:
+    for engine in (engines.transactional, engines.autocommit):
+        # After a fork the parent still owns those sockets: just stop using them here.
+        engine.dispose(close=not after_fork)
+
+
+ENGINES = resources.Resource("db.engines", _build, _dispose)
 
 
 def get_engine() -> Engine:
     """The engine for transactions (the drain, administration, the seed)."""
-    global _engine, _autocommit_engine
-    if _engine is None:
-        with _lock:
-            if _engine is None:
-                _engine = _create(pool_size=8)
-                # Intake and reads are single statements, or reads of rows written
-                # atomically: connections that are in autocommit from birth, with no
-                # BEGIN, COMMIT or reset-on-return round trips around them.
-                _autocommit_engine = _create(
-                    pool_size=16, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
-                )
-    return _engine
+    return ENGINES.get().transactional
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -101,8 +112,9 @@ def _invalidate_on_failover(context: ExceptionContext) -> None:
     if context.is_disconnect:
         # This process's other pool holds connections to the same server: empty it too,
         # or its first statement after a failover (a read, long after) fails as well.
-        for engine in (_engine, _autocommit_engine):
-            if engine is not None and engine is not context.engine:
+        engines = ENGINES.built()
+        for engine in (engines.transactional, engines.autocommit) if engines else ():
+            if engine is not context.engine:
                 engine.dispose()
 
 
@@ -110,9 +122,10 @@ def _create(pool_size: int, **options: Any) -> Engine:
     # Sized so that every process of the stack together stays under the server's
     # max_connections (300): the API's two pools serve its threads, a worker's serve
     # its partitions. WALLET_DB_POOL_SIZE overrides both.
-    size = int(os.environ.get("WALLET_DB_POOL_SIZE", str(pool_size)))
+    config = settings.load()
+    size = config.db_pool_size or pool_size
     engine = create_engine(
-        sqlalchemy_url(settings.load().database_url),
+        sqlalchemy_url(config.database_url),
         pool_size=size,
         max_overflow=size,
         # No pre-ping: it costs a round trip per checkout, on the intake's and the
@@ -121,7 +134,7 @@ def _create(pool_size: int, **options: Any) -> Engine:
         # invalidates the pool, and every caller copes with that failure: intake
         # answers 503 (clients retry with their key), a drain leaves its commands
         # pending and releases its partition, the wake-up query rings everyone.
-        pool_pre_ping=os.environ.get("WALLET_DB_PRE_PING", "0") == "1",
+        pool_pre_ping=config.db_pre_ping,
         pool_recycle=1800,
         pool_timeout=5,
         connect_args={
@@ -162,30 +175,13 @@ def autocommit() -> Iterator[Connection]:
     For work that is one statement, or only reads rows written atomically: no BEGIN and
     COMMIT round trips around it.
     """
-    get_engine()
-    assert _autocommit_engine is not None
-    with _autocommit_engine.connect() as connection:
+    with ENGINES.get().autocommit.connect() as connection:
         yield connection
 
 
 def autocommit_connection() -> Connection:
     """A connection of the autocommit pool that the caller holds, then closes."""
-    get_engine()
-    assert _autocommit_engine is not None
-    return _autocommit_engine.connect()
-
-
-def reset_engine() -> None:
-    """Forget the engines (tests that change DATABASE_URL, and children after a fork)."""
-    global _engine, _autocommit_engine
-    for engine in (_engine, _autocommit_engine):
-        if engine is not None:
-            # close=False: the parent still owns those sockets; just stop using them here.
-            engine.dispose(close=False)
-    _engine = _autocommit_engine = None
-
-
-os.register_at_fork(after_in_child=reset_engine)
+    return ENGINES.get().autocommit.connect()
 
 
 # uuid.UUID in and out of raw SQL (arrays of them too), as the ORM columns already do.

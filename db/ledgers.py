@@ -8,11 +8,12 @@ locks them names it. The ledger `default` (id 1) always exists (migration 0005).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, text
 
+import resources
 from db.engine import connect
 from ledger import DEFAULT_LEDGER_ID
 
@@ -50,35 +51,43 @@ def all_ledgers(conn: Connection) -> list[Ledger]:
     return [Ledger(r.id, r.code, r.name, r.created_at) for r in rows]
 
 
+@dataclass
+class _Known:
+    """The ledgers this process has read (a resource of the process: resources.py)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    by_code: dict[str, Ledger] = field(default_factory=dict)
+    by_id: dict[int, Ledger] = field(default_factory=dict)
+
+
+_KNOWN = resources.Resource("db.ledgers.known", _Known)
+
+
 class LedgerCatalog:
     """Code -> ledger lookups, cached per process: ledgers are few and never change
     (they are not renamed or deleted), so a hit never needs checking."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_code: dict[str, Ledger] = {}
-        self._by_id: dict[int, Ledger] = {}
-
     def by_code(self, code: str) -> Ledger | None:
-        found = self._by_code.get(code)
+        found = _KNOWN.get().by_code.get(code)
         if found is None:
             self._reload()
-            found = self._by_code.get(code)
+            found = _KNOWN.get().by_code.get(code)
         return found
 
     def _reload(self) -> None:
         with connect() as conn:
             found = all_ledgers(conn)
-        with self._lock:
-            self._by_code = {ledger.code: ledger for ledger in found}
-            self._by_id = {ledger.id: ledger for ledger in found}
+        known = _KNOWN.get()
+        with known.lock:
+            known.by_code = {ledger.code: ledger for ledger in found}
+            known.by_id = {ledger.id: ledger for ledger in found}
 
     def code_of(self, ledger_id: int) -> str:
         """The code of a ledger by id (for log lines and metric labels)."""
-        found = self._by_id.get(ledger_id)
+        found = _KNOWN.get().by_id.get(ledger_id)
         if found is None:
             self._reload()
-            found = self._by_id.get(ledger_id)
+            found = _KNOWN.get().by_id.get(ledger_id)
         return found.code if found is not None else str(ledger_id)
 
     def default(self) -> Ledger:
@@ -87,8 +96,9 @@ class LedgerCatalog:
         return found
 
     def clear(self) -> None:
-        with self._lock:
-            self._by_code, self._by_id = {}, {}
+        known = _KNOWN.get()
+        with known.lock:
+            known.by_code, known.by_id = {}, {}
 
 
 ledgers = LedgerCatalog()

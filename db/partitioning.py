@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+import resources
 import settings
 from db.engine import autocommit, get_engine
 from ledger import partition_of
@@ -60,45 +61,50 @@ def ensure(conn: Connection, partitions: int) -> int:
 
 
 class _Cache:
+    """The count this process last read (a resource of the process: resources.py)."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.value: int | None = None
         self.read_at = 0.0
 
 
-_cache = _Cache()
+_CACHE = resources.Resource("db.partitioning.count", _Cache)
 
 
 def current() -> int:
     """The count in force, read at most once a second; the last one known (or
     WALLET_PARTITIONS) when the database cannot be asked."""
-    with _cache.lock:
-        if _cache.value is not None and time.monotonic() - _cache.read_at < CACHE_SECONDS:
-            return _cache.value
+    cache = _CACHE.get()
+    with cache.lock:
+        if cache.value is not None and time.monotonic() - cache.read_at < CACHE_SECONDS:
+            return cache.value
     try:
         with autocommit() as conn:
             value = stored(conn)
     except Exception:
         value = None
-        if _cache.value is not None:
-            return _cache.value
+        if cache.value is not None:
+            return cache.value
     value = value if value is not None else settings.load().partitions
-    with _cache.lock:
-        _cache.value, _cache.read_at = value, time.monotonic()
+    with cache.lock:
+        cache.value, cache.read_at = value, time.monotonic()
     return value
 
 
 def last_known() -> int:
     """The count last read by this process (WALLET_PARTITIONS before any), without
     asking the database: for when it has just failed."""
-    with _cache.lock:
-        return _cache.value if _cache.value is not None else settings.load().partitions
+    cache = _CACHE.get()
+    with cache.lock:
+        return cache.value if cache.value is not None else settings.load().partitions
 
 
 def forget() -> None:
     """Drop the cached count (tests, and the repartition command's own process)."""
-    with _cache.lock:
-        _cache.value, _cache.read_at = None, 0.0
+    cache = _CACHE.get()
+    with cache.lock:
+        cache.value, cache.read_at = None, 0.0
 
 
 @dataclass(frozen=True)

@@ -88,17 +88,6 @@ def database(servers: Servers) -> Iterator[str]:
 
 def _forget_process_state() -> None:
     """Engines, caches and clients built from an earlier environment."""
-    from api import longpoll
-    from api.auth import clear_cache
-    from db.assets import catalog
-    from db.engine import reset_engine
-    from db.ledgers import ledgers
-    from worker import doorbell
+    import resources
 
-    settings.load.cache_clear()
-    doorbell._client = None
-    longpoll._client = None
-    reset_engine()
-    catalog.clear()
-    ledgers.clear()
-    clear_cache()
+    resources.reset()

@@ -8,6 +8,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, Protocol, TypeVar, over
 from celery import Celery, signals
 
 import logs
+import resources
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -84,6 +85,13 @@ app.conf.imports = ("worker.tasks", "worker.observe", "worker.expiry")
 setup_logging: Signal = signals.setup_logging
 beat_init: Signal = signals.beat_init
 worker_ready: Signal = signals.worker_ready
+worker_process_init: Signal = signals.worker_process_init
+
+
+@worker_process_init.connect
+def _own_resources(**_: Any) -> None:
+    """A prefork child builds its own engines, clients and pools (resources.py)."""
+    resources.start()
 
 
 @setup_logging.connect

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import random
 import time
 import uuid
@@ -21,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import urllib3
 from sqlalchemy import Row
 
+import resources
+import settings
 from db import callbacks as outbox
 from db.clients import client_by_id
 from db.engine import connect
@@ -33,19 +34,21 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 2.0
 TOTAL_TIMEOUT = 5.0
-# Retry for at least this long after the transaction became final, then give up. The
-# schedule is configurable so that tests (and staging) can watch a delivery fail.
-RETRY_FOR_SECONDS = float(os.environ.get("WALLET_CALLBACK_RETRY_FOR_SECONDS", "3600"))
-BACKOFF_FIRST = float(os.environ.get("WALLET_CALLBACK_BACKOFF_FIRST_SECONDS", "1"))
-BACKOFF_CAP = float(os.environ.get("WALLET_CALLBACK_BACKOFF_CAP_SECONDS", "600"))
+# Retry for at least settings' callback_retry_for_seconds after the transaction became
+# final, then give up. The schedule is configurable so that tests (and staging) can
+# watch a delivery fail.
 # Longer than an attempt can take: a worker that dies mid-attempt gives the delivery back.
 LEASE_SECONDS = 30.0
 USER_AGENT = "wallet-service-callbacks/1"
 
-_http = urllib3.PoolManager(
-    retries=False,
-    timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=TOTAL_TIMEOUT, total=TOTAL_TIMEOUT),
-    maxsize=4,
+HTTP = resources.Resource(
+    "worker.callbacks.http",
+    lambda: urllib3.PoolManager(
+        retries=False,
+        timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=TOTAL_TIMEOUT, total=TOTAL_TIMEOUT),
+        maxsize=4,
+    ),
+    lambda pool, after_fork: None if after_fork else pool.clear(),
 )
 
 
@@ -57,7 +60,11 @@ def sign(secret: str, timestamp: str, body: str) -> str:
 
 def backoff(attempt: int) -> float:
     """Exponential with full jitter in its upper half: 1 s, 2 s, 4 s, ... capped at 10 min."""
-    ceiling = min(BACKOFF_CAP, BACKOFF_FIRST * 2 ** (attempt - 1))
+    config = settings.load()
+    ceiling = min(
+        config.callback_backoff_cap_seconds,
+        config.callback_backoff_first_seconds * 2 ** (attempt - 1),
+    )
     return random.uniform(ceiling / 2, ceiling)
 
 
@@ -104,14 +111,14 @@ def deliver_attempt(delivery_id: uuid.UUID) -> Attempt:
     if error is None:
         error = f"HTTP {status}"
     age = (datetime.now(UTC) - delivery.created_at).total_seconds()
-    final = age >= RETRY_FOR_SECONDS
+    final = age >= settings.load().callback_retry_for_seconds
     retry = _finish(delivery, status, error, elapsed_ms, final=final)
     return Attempt("failed" if final else "retry", retry, error)
 
 
 def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int | None, str | None]:
     try:
-        response = _http.request(
+        response = HTTP.get().request(
             "POST", url, body=body.encode(), headers=headers, redirect=False, preload_content=False
         )
     except urllib3.exceptions.HTTPError as error:

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from kombu.exceptions import KombuError
 
+import resources
 from worker.connections import connect_redis
 from worker.metrics import DOORBELL_FAILURES
 from worker.routing import queue_name
@@ -39,8 +40,6 @@ log = logging.getLogger(__name__)
 
 # Longer than a drain holds its partition between refreshes (worker.tasks).
 FLAG_TTL_SECONDS = 30
-_client: redis.Redis | None = None
-_lock = threading.Lock()
 
 
 def flag(partition: int) -> str:
@@ -51,17 +50,29 @@ def bell(partition: int) -> str:
     return f"wallet:bell:{partition}"
 
 
-def redis_client() -> redis.Redis:
-    """This process's Redis client (redis-py reconnects after a fork by itself).
+@dataclass(frozen=True)
+class _Connection:
+    client: redis.Redis
+    ring_script: Any  # redis-py's Script: EVALSHA, loaded again if Redis was flushed
 
-    Short timeouts: a stalled Redis must not hold an accepted command's 202 for long.
-    """
-    global _client
-    if _client is None:
-        with _lock:
-            if _client is None:
-                _client = connect_redis(socket_timeout=2, health_check_interval=30)
-    return _client
+
+def _connect() -> _Connection:
+    # Short timeouts: a stalled Redis must not hold an accepted command's 202 for long.
+    client = connect_redis(socket_timeout=2, health_check_interval=30)
+    return _Connection(client, client.register_script(RING))
+
+
+def _close(connection: _Connection, after_fork: bool) -> None:
+    if not after_fork:  # after a fork redis-py opens the child's own connections
+        connection.client.close()
+
+
+CONNECTION = resources.Resource("worker.doorbell.redis", _connect, _close)
+
+
+def redis_client() -> redis.Redis:
+    """This process's Redis client for doorbells (a resource of the process)."""
+    return CONNECTION.get().client
 
 
 def ring(partition: int, force: bool = False) -> bool:
@@ -82,9 +93,11 @@ def ring_many(partitions: Iterable[int], force: bool = False) -> bool:
         return True
     flagged: list[int] = []
     try:
-        client = redis_client()
+        connection = CONNECTION.get()
         keys = [key for partition in partitions for key in (flag(partition), bell(partition))]
-        answers = _ring_script(client)(keys=keys, args=[FLAG_TTL_SECONDS], client=client)
+        answers = connection.ring_script(
+            keys=keys, args=[FLAG_TTL_SECONDS], client=connection.client
+        )
         flagged = [p for p, was_set in zip(partitions, answers, strict=True) if was_set]
         for partition in partitions if force else flagged:
             apply_partition.apply_async(args=[partition], queue=queue_name(partition), retry=False)
@@ -108,15 +121,6 @@ for i = 1, #KEYS, 2 do
 end
 return taken
 """
-_scripts: dict[int, Any] = {}
-
-
-def _ring_script(client: redis.Redis) -> Any:
-    """The ring script, registered once per client (EVALSHA, loaded again if flushed)."""
-    script = _scripts.get(id(client))
-    if script is None:
-        script = _scripts[id(client)] = client.register_script(RING)
-    return script
 
 
 def wait_for_bell(partition: int, seconds: float) -> bool:

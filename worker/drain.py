@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Row
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from db import batch as store
 from db import callbacks as outbox
@@ -57,10 +55,10 @@ from ledger.scheduling import WalletKey
 
 log = logging.getLogger(__name__)
 
-# The database is unreachable: nothing can be decided, the commands stay pending and
-# the next doorbell (or the sweeper) tries again. Any other failure may repeat on every
-# retry of the same batch, so the command behind it is isolated instead.
-INFRASTRUCTURE_ERRORS = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+# The database unreachable (db.engine.is_unavailable): nothing can be decided, the
+# commands stay pending and the next doorbell (or the sweeper) tries again. Any other
+# failure may repeat on every retry of the same batch, so the command behind it is
+# isolated instead.
 HOLD_CHECK_SECONDS = 1.0
 
 
@@ -204,7 +202,9 @@ def waiting_partitions(partition: int, wallets: Set[WalletKey]) -> set[int]:
     try:
         with autocommit() as conn:
             return {row.partition for row in store.foreign_pending(conn, partition, wallets)}
-    except INFRASTRUCTURE_ERRORS as error:
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
         log.warning("wake-up query of partition %s failed, ringing all: %r", partition, error)
         return set(range(partitioning.last_known())) - {partition}
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -39,7 +38,6 @@ DRAIN_BUDGET_SECONDS = 5.0
 # How long a drain with nothing left waits for a ring before it lets go: commands that
 # arrive meanwhile join its next batch instead of each starting a task.
 LINGER_SECONDS = 0.05
-GATHER_SECONDS = float(os.environ.get("WALLET_DRAIN_GATHER_MS", "3")) / 1000
 
 
 @app.task(name="wallet.apply_partition", ignore_result=True)
@@ -73,7 +71,7 @@ def apply_partition(partition: int) -> None:
             if doorbell.wait_for_bell(partition, LINGER_SECONDS):
                 # Woken by a ring: let a few more commands arrive, so that one
                 # transaction (one WAL flush) applies several of them.
-                time.sleep(GATHER_SECONDS)
+                time.sleep(SETTINGS.drain_gather_seconds)
                 continue
             # The chain lock goes before the flag: from the moment a ring can enqueue a
             # new drain, that drain must be able to run.

@@ -25,10 +25,10 @@ PROJECT = {
     if (p.suffix == ".py" and p.stem.isidentifier())
     or (p.is_dir() and p.name.isidentifier() and any(p.glob("*.py")))
 }
-SHARED = {"settings", "logs", "telemetry"}
+SHARED = {"settings", "logs", "telemetry", "resources"}
 MAY_IMPORT = {
     "ledger": {"ledger"},
-    "db": {"db", "ledger", "settings", "logs"},
+    "db": {"db", "ledger", "settings", "logs", "resources"},
     "worker": {"worker", "ledger", "db", *SHARED},
     "api": {"api", "ledger", "db", *SHARED},
 }
