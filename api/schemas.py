@@ -15,6 +15,7 @@ from ledger import (
     MAX_AMOUNT,
     SYSTEM_ACCOUNTS,
     CommandType,
+    is_same_wallet_transfer,
     is_valid_user_id,
 )
 
@@ -142,7 +143,8 @@ class TransferSchema(CommandSchema):
 
     @validates_schema
     def _different_wallets(self, data: dict[str, Any], **_: Any) -> None:
-        if data.get("from_user_id") == data.get("to_user_id"):
+        payer, payee = data.get("from_user_id"), data.get("to_user_id")
+        if payer is not None and payee is not None and is_same_wallet_transfer(payer, payee):
             raise ValidationError("Cannot transfer to the same wallet.", "to_user_id")
 
 

@@ -250,14 +250,24 @@ def foreign_pending(
     return [row for row in rows if row.partition != partition]
 
 
-def referenced(conn: Connection, ids: Iterable[uuid.UUID]) -> Sequence[Row[Any]]:
-    """Holds that captures and releases act on, and transactions that reversals undo."""
+def referenced(
+    conn: Connection, ids: Iterable[uuid.UUID], ledger_ids: Iterable[int] | None = None
+) -> Sequence[Row[Any]]:
+    """Holds that captures and releases act on, and transactions that reversals undo.
+
+    With `ledger_ids` (one per id, as the intake asks), each id is looked for in that
+    ledger only: another ledger's transaction is not found.
+    """
+    ids = list(ids)
+    ledgers = [None] * len(ids) if ledger_ids is None else list(ledger_ids)
     return conn.execute(
         text(
-            "SELECT id, ledger_id, type, status, user_id, to_user_id, asset_id, amount, "
-            "expires_at, hold_status, reversed_by, lots FROM transactions WHERE id = ANY(:ids)"
+            "SELECT t.id, t.ledger_id, t.type, t.status, t.user_id, t.to_user_id, t.asset_id, "
+            "t.amount, t.expires_at, t.hold_status, t.reversed_by, t.lots FROM transactions t "
+            "JOIN unnest(CAST(:ids AS uuid[]), CAST(:ledgers AS int[])) AS w(id, ledger_id) "
+            "ON t.id = w.id AND (w.ledger_id IS NULL OR t.ledger_id = w.ledger_id)"
         ),
-        {"ids": list(ids)},
+        {"ids": ids, "ledgers": ledgers},
     ).all()
 
 

@@ -50,6 +50,12 @@ from ledger.controls import (
 )
 from ledger.errors import LedgerError, NegativeAvailable, RejectionCode, UnbalancedPostings
 from ledger.postings import Direction, Posting, check_balanced, residual, transfer
+from ledger.rules import (
+    capture_exceeds_hold,
+    is_hold,
+    is_reversible,
+    is_same_wallet_transfer,
+)
 from ledger.statements import Entry, Statement, StatementLine, balance_at, statement
 
 __all__ = [
@@ -101,9 +107,13 @@ __all__ = [
     "Wallet",
     "WalletMovement",
     "balance_at",
+    "capture_exceeds_hold",
     "check_balanced",
     "due_expiries",
     "expiring",
+    "is_hold",
+    "is_reversible",
+    "is_same_wallet_transfer",
     "is_system",
     "is_valid_user_id",
     "partition_of",

@@ -20,7 +20,6 @@ from enum import StrEnum
 
 from ledger.accounts import MAX_AMOUNT, REVENUE, AccountRef
 from ledger.commands import (
-    REVERSIBLE,
     Capture,
     Command,
     CommandType,
@@ -48,6 +47,7 @@ from ledger.controls import (
 )
 from ledger.errors import LedgerError, NegativeAvailable, RejectionCode
 from ledger.postings import Posting, check_balanced, transfer
+from ledger.rules import capture_exceeds_hold, is_reversible, is_same_wallet_transfer
 
 
 class HoldStatus(StrEnum):
@@ -153,7 +153,9 @@ class Book:
             self._end_hold(hold, HoldStatus.EXPIRED)
 
     def _decide(self, tx_id: str, command: Command, accepted_at: datetime) -> Outcome:
-        if isinstance(command, Transfer) and command.from_user_id == command.to_user_id:
+        if isinstance(command, Transfer) and is_same_wallet_transfer(
+            command.from_user_id, command.to_user_id
+        ):
             return Rejected(RejectionCode.SAME_ACCOUNT, "cannot transfer to the same wallet")
         if isinstance(command, WalletMovement | Transfer):
             own_debit = isinstance(command, Transfer) or not command.credits_user
@@ -323,7 +325,7 @@ class Book:
         if isinstance(hold, Rejected):
             return hold
         amount = hold.amount if command.amount is None else command.amount
-        if amount > hold.amount:
+        if capture_exceeds_hold(amount, hold.amount):
             return Rejected(
                 RejectionCode.CAPTURE_EXCEEDS_HOLD,
                 f"capture of {amount} exceeds hold of {hold.amount}",
@@ -408,7 +410,7 @@ class Book:
 
     def _reverse(self, tx_id: str, command: Reverse, accepted_at: datetime) -> Outcome:
         original = self.records.get(command.transaction_id)
-        if original is None or original.type not in REVERSIBLE or not original.completed:
+        if original is None or not is_reversible(original.type, rejected=not original.completed):
             return Rejected(
                 RejectionCode.NOT_REVERSIBLE,
                 f"transaction {command.transaction_id} is not a completed "
