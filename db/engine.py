@@ -143,7 +143,7 @@ def _create(pool_size: int, **options: Any) -> Engine:
             # server must end the session of a client that vanished (a host lost
             # without closing its sockets) or that stalls inside a transaction: that
             # is what frees a dead worker's drain lease and chain lock for the other
-            # hosts (db.batch.DrainLease). Its own keepalives, not only libpq's.
+            # hosts (db.lease.DrainLease). Its own keepalives, not only libpq's.
             "options": "-c statement_timeout=30000 "
             "-c idle_in_transaction_session_timeout=60000 "
             "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 "

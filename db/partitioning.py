@@ -7,7 +7,7 @@ changed in one transaction that
 1. takes the intake lock exclusively: every intake statement holds it shared
    (db.intake.INSERT) and reads the count in that same statement, so no command is
    stored with the old count after the switch, and none in flight is missed by it;
-2. takes every partition's drain lock (the lease, db.batch.DrainLease), in ascending
+2. takes every partition's drain lock (the lease, db.lease.DrainLease), in ascending
    order: no batch read under the old layout is still being applied;
 3. moves every pending command, and every active hold (its expiry and its captures go
    with its wallet), to `partition_of(user_id, N, ledger)`: each wallet's commands are
@@ -130,7 +130,7 @@ def repartition(new: int) -> Repartitioned:
             f"the partition count must be between 1 and {min(limit, MAX_COUNT)} "
             "(WALLET_MAX_PARTITIONS: the queues the workers consume)"
         )
-    from db.batch import DrainLease
+    from db.lease import DrainLease
 
     started = time.monotonic()
     with get_engine().begin() as conn:

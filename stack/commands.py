@@ -19,7 +19,7 @@ CELERY_APP = "worker.app"
 DEFAULT_WORKER_PROCESSES = 2
 # Every Celery worker: send task events (Flower shows them), and skip gossip and mingle,
 # which cost a round of broadcast messages per worker and per restart for nothing here:
-# the database, not Celery, decides who drains a partition (db.batch.DrainLease).
+# the database, not Celery, decides who drains a partition (db.lease.DrainLease).
 _WORKER_FLAGS = ["-E", "-l", "INFO", "--without-gossip", "--without-mingle"]
 # How often Flower saves its task history (milliseconds), besides on exit.
 FLOWER_SAVE_EVERY_MS = 60_000
@@ -48,7 +48,7 @@ def partition_workers(
     without a restart. Worker i consumes `partition.{p}` for every p with
     p % processes == i, so each partition has one consuming process on this host;
     other hosts may consume the same queues, and a drain holds the partition's lease
-    in PostgreSQL (db.batch.DrainLease), so its commands apply in order, once. A drain
+    in PostgreSQL (db.lease.DrainLease), so its commands apply in order, once. A drain
     spends most of its time waiting on PostgreSQL, so threads overlap well and one
     process per core is enough (the default: 2); more processes than partitions would
     leave some without a queue, so the count is capped. `host` is the node names'

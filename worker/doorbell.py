@@ -6,8 +6,9 @@ flag per partition in Redis means "a drain of this partition is queued or runnin
 - `ring` sets the flag (SET NX) and enqueues a drain only if the flag was free;
   either way it pushes a bell (a one-slot list) that a running drain waits on;
 - a drain keeps the flag while it works, and when it runs out of work it lingers on
-  the bell for a moment, then `release`s: it deletes the flag, applies one more batch,
-  and takes the flag back (`claim`) only if that batch found work.
+  the bell for a moment, then lets go: it deletes the flag, applies one more batch,
+  and takes the flag back only if that batch found work (worker.lease, which owns the
+  holder's side of the protocol).
 
 So a command committed before a ring is seen: either the ring enqueued a drain, or the
 flag was held, and then the holder's final batch after its release (which happens
@@ -22,7 +23,6 @@ partition again within a few seconds: nothing is lost, only late.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,7 +38,7 @@ from worker.routing import queue_name
 
 log = logging.getLogger(__name__)
 
-# Longer than a drain holds its partition between refreshes (worker.tasks).
+# Longer than a drain holds its partition between refreshes (worker.lease).
 FLAG_TTL_SECONDS = 30
 
 
@@ -48,6 +48,11 @@ def flag(partition: int) -> str:
 
 def bell(partition: int) -> str:
     return f"wallet:bell:{partition}"
+
+
+def swept(partition: int) -> str:
+    """Set for a sweep period once the sweeper has rung the partition."""
+    return f"wallet:swept:{partition}"
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,6 @@ def ring_many(partitions: Iterable[int], force: bool = False) -> bool:
     Returns False when the broker could not be reached: the commands stay pending in
     PostgreSQL and the sweeper rings again once Redis is back. Never raises.
     """
-    from worker.tasks import apply_partition  # the task module imports this one
-
     partitions = sorted(set(partitions))
     if not partitions:
         return True
@@ -100,14 +103,45 @@ def ring_many(partitions: Iterable[int], force: bool = False) -> bool:
         )
         flagged = [p for p, was_set in zip(partitions, answers, strict=True) if was_set]
         for partition in partitions if force else flagged:
-            apply_partition.apply_async(args=[partition], queue=queue_name(partition), retry=False)
+            enqueue(partition)
         return True
     except (redis.RedisError, KombuError, OSError) as error:
         log.warning("could not ring partitions %s: %r", partitions, error)
         DOORBELL_FAILURES.inc()
         for partition in flagged:
-            release(partition)
+            release_flag(partition)
         return False
+
+
+def enqueue(partition: int) -> None:
+    """Enqueue a drain chain of the partition (a message carrying nothing else)."""
+    from worker.tasks import apply_partition  # the task module imports this one
+
+    apply_partition.apply_async(args=[partition], queue=queue_name(partition), retry=False)
+
+
+def ring_overdue(partitions: Iterable[int], period_seconds: float) -> list[int]:
+    """The sweeper's ring: forced, but at most once per partition per period (a
+    partition with a long backlog is already draining, and a ring a second would only
+    pile up messages). Returns the partitions rung."""
+    partitions = list(partitions)
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for partition in partitions:
+            pipe.set(swept(partition), "1", nx=True, ex=max(1, int(period_seconds)))
+        due = [p for p, fresh in zip(partitions, pipe.execute(), strict=True) if fresh]
+    except redis.RedisError:
+        due = partitions
+    ring_many(due, force=True)
+    return due
+
+
+def release_flag(partition: int) -> None:
+    """From now on a ring enqueues a new drain chain of this partition."""
+    try:
+        redis_client().delete(flag(partition))
+    except redis.RedisError as error:
+        log.warning("could not release the doorbell of partition %s: %r", partition, error)
 
 
 # For each (flag, bell) pair: take the flag if free, and ring the bell (a one-slot list)
@@ -121,34 +155,3 @@ for i = 1, #KEYS, 2 do
 end
 return taken
 """
-
-
-def wait_for_bell(partition: int, seconds: float) -> bool:
-    """A drain with nothing to do waits here briefly for a ring; True if one came."""
-    try:
-        return redis_client().blpop([bell(partition)], timeout=seconds) is not None
-    except redis.RedisError:
-        return False
-
-
-def claim(partition: int) -> bool:
-    """Take the flag back after a release that found more work; False if a ring took it
-    first (and so a new drain is on its way)."""
-    try:
-        return bool(redis_client().set(flag(partition), "1", nx=True, ex=FLAG_TTL_SECONDS))
-    except redis.RedisError:
-        return True  # keep draining: the commands are in PostgreSQL either way
-
-
-def hold(partition: int) -> None:
-    """Refresh the flag of a drain that runs on, so it does not expire under it."""
-    with contextlib.suppress(redis.RedisError):
-        redis_client().set(flag(partition), "1", ex=FLAG_TTL_SECONDS)
-
-
-def release(partition: int) -> None:
-    """From now on a ring enqueues a new drain of this partition."""
-    try:
-        redis_client().delete(flag(partition))
-    except redis.RedisError as error:
-        log.warning("could not release the doorbell of partition %s: %r", partition, error)

@@ -23,6 +23,7 @@ from db import callbacks as outbox
 from db import controls, partitioning
 from db.assets import catalog
 from db.engine import autocommit, is_unavailable
+from db.lease import DrainLease
 from db.uow import UnitOfWork
 from ledger import (
     DEFAULT_LEDGER_ID,
@@ -547,7 +548,7 @@ def _final_amount(row: Row[Any], outcome: Applied, book: Book) -> int | None:
 def _reject_poison(partition: int, tx_id: uuid.UUID, error: BaseException) -> BatchResult:
     """Reject the command that fails even on its own, and only that one (by id)."""
     with UnitOfWork() as uow:
-        store.DrainLease.take(uow.connection, partition)  # one drain of a partition at a time
+        DrainLease.take(uow.connection, partition)  # one drain of a partition at a time
         row = store.reject_alone(
             uow.connection, tx_id, "internal_error", "the command could not be applied"
         )

@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 from kombu.exceptions import KombuError
 
 import settings
@@ -19,7 +18,8 @@ from db.engine import connect, is_unavailable
 from db.ledgers import ledgers
 from worker import callbacks, doorbell, observe
 from worker.app import BoundTask, app, worker_ready
-from worker.drain import BatchResult, drain
+from worker.drain import BatchResult, DrainResult, drain
+from worker.lease import PartitionLease
 from worker.metrics import (
     APPLY_LATENCY,
     BATCH_SIZE,
@@ -45,57 +45,45 @@ LINGER_SECONDS = 0.05
 def apply_partition(partition: int) -> None:
     """Drain one partition. The message is only a doorbell; PostgreSQL holds the work.
 
-    One drain chain per partition at a time (a session lock): a second one exits at
-    once. The chain holds the partition's doorbell flag while it runs (worker.doorbell):
-    it drains, lingers briefly for a ring when nothing is left, and lets go only after a
-    last batch has found nothing, so that no ring is ever lost.
+    One drain chain per partition at a time (worker.lease): a second one exits at once.
+    The chain drains, lingers briefly for a ring when nothing is left, and lets go of
+    the lease only after a last batch has found nothing, so that no ring is ever lost.
     """
-    chain = store.ChainLock(partition)
     try:
-        if not chain.acquire():
-            return  # the running chain holds the flag and sees every rung command
-        deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
-        while True:
-            result = drain(
-                partition,
-                batch_size=SETTINGS.drain_batch_size,
-                budget_seconds=max(0.1, deadline - time.monotonic()),
-                on_batch=_after_commit,
-            )
-            if result.more or time.monotonic() >= deadline:
-                # Give the worker thread back; the next chain is queued and keeps the flag.
-                doorbell.hold(partition)
-                chain.release()
-                doorbell.ring(partition, force=True)
-                return
-            if doorbell.wait_for_bell(partition, LINGER_SECONDS):
-                # Woken by a ring: let a few more commands arrive, so that one
-                # transaction (one WAL flush) applies several of them.
-                time.sleep(SETTINGS.drain_gather_seconds)
-                continue
-            # The chain lock goes before the flag: from the moment a ring can enqueue a
-            # new drain, that drain must be able to run.
-            chain.release()
-            doorbell.release(partition)
-            last = drain(
-                partition,
-                batch_size=SETTINGS.drain_batch_size,
-                budget_seconds=0.1,
-                on_batch=_after_commit,
-            )
-            if not (last.finished or last.more):
-                return
-            if not doorbell.claim(partition) or not chain.acquire():
-                return  # a ring came first: its drain carries on
+        with PartitionLease(partition) as lease:
+            if not lease.acquire():
+                return  # the running chain holds the flag and sees every rung command
+            deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
+
+            def batches(budget: float) -> DrainResult:
+                return drain(
+                    partition,
+                    batch_size=SETTINGS.drain_batch_size,
+                    budget_seconds=budget,
+                    on_batch=_after_commit,
+                )
+
+            while True:
+                result = batches(max(0.1, deadline - time.monotonic()))
+                if result.more or time.monotonic() >= deadline:
+                    lease.hand_off()  # the worker thread goes back; the next chain is queued
+                    return
+                if lease.linger(LINGER_SECONDS):
+                    # Woken by a ring: let a few more commands arrive, so that one
+                    # transaction (one WAL flush) applies several of them.
+                    time.sleep(SETTINGS.drain_gather_seconds)
+                    continue
+                if not lease.let_go(lambda: _found_work(batches(0.1))):
+                    return
     except Exception as error:
-        # Never leave the flag behind a failed chain: rings would only push bells.
-        doorbell.release(partition)
         if is_unavailable(error):
             log.warning("partition %s not drained: database unavailable: %s", partition, error)
         else:
             log.exception("partition %s: the drain failed", partition)
-    finally:
-        chain.close()
+
+
+def _found_work(result: DrainResult) -> bool:
+    return bool(result.finished or result.more)
 
 
 @app.task(name="wallet.deliver_callback", ignore_result=True, bind=True, max_retries=None)
@@ -120,26 +108,9 @@ def sweep() -> list[int]:
             conn, SETTINGS.sweep_after_seconds, SETTINGS.partitions
         )
         due = outbox.due(conn, 500)
-    doorbell.ring_many(_not_swept_recently(partitions), force=True)
+    doorbell.ring_overdue(partitions, SETTINGS.sweep_after_seconds)
     _enqueue_callbacks(due)
     return partitions
-
-
-def _not_swept_recently(partitions: list[int]) -> list[int]:
-    """At most one forced ring per partition per sweep period: a partition with a long
-    backlog is already draining, and a ring a second would only pile up messages."""
-    try:
-        pipe = doorbell.redis_client().pipeline(transaction=False)
-        for partition in partitions:
-            pipe.set(
-                f"wallet:swept:{partition}",
-                "1",
-                nx=True,
-                ex=max(1, int(SETTINGS.sweep_after_seconds)),
-            )
-        return [p for p, fresh in zip(partitions, pipe.execute(), strict=True) if fresh]
-    except redis.RedisError:
-        return partitions
 
 
 @worker_ready.connect
@@ -154,7 +125,7 @@ def drain_on_start(sender: Any, **_: Any) -> None:
     ]
     # A flag left by this worker's previous life would swallow rings until it expired.
     for partition in mine:
-        doorbell.release(partition)
+        doorbell.release_flag(partition)
     doorbell.ring_many(mine, force=True)
 
 

@@ -18,7 +18,7 @@ import psutil
 import psycopg2
 import pytest
 
-from db.batch import DRAIN_LOCK_NAMESPACE
+from db.lease import DRAIN_LOCK_NAMESPACE
 from ledger import partition_of
 from stack import embedded, launch
 from tests.ha.clusters import Processes, RedisNode, wait_for

@@ -1,4 +1,4 @@
-"""The drain lease (db.batch.DrainLease): PostgreSQL, not Celery, decides who applies a
+"""The drain lease (db.lease.DrainLease): PostgreSQL, not Celery, decides who applies a
 partition's commands. Two "hosts" draining one partition never apply a command twice or
 out of order, and a drain whose session dies mid-batch writes nothing of it."""
 

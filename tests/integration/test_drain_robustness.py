@@ -114,13 +114,15 @@ def test_a_replay_of_a_still_pending_command_rings_again(rings):
 
 
 def test_one_drain_chain_per_partition():
-    first, second = store.ChainLock(5), store.ChainLock(5)
+    from db.lease import ChainLock
+
+    first, second = ChainLock(5), ChainLock(5)
     try:
         assert first.acquire()
         assert not second.acquire()
         first.release()
         assert second.acquire()
-        assert store.ChainLock(6).acquire() is True
+        assert ChainLock(6).acquire() is True
     finally:
         first.close()
         second.close()
