@@ -32,6 +32,7 @@ from db.engine import autocommit, is_unavailable
 from db.ledgers import ledgers
 from ledger import (
     CommandType,
+    TransactionStatus,
     capture_exceeds_hold,
     is_hold,
     is_reversible,
@@ -152,7 +153,7 @@ def accept(conn: Connection, items: Sequence[Item], ordered: bool = True) -> Int
         [r for r in results if r is not None],
         # A replay of a command still pending rings too: its first attempt may have
         # committed and then lost its answer (and its ring) with the connection.
-        ring={s.row.partition for s in recorded if s.row.status == "pending"},
+        ring={s.row.partition for s in recorded if s.row.status == TransactionStatus.PENDING},
         created=[s for s in recorded if s.created],
     )
 
@@ -207,7 +208,7 @@ def _must_be_hold_covering(ref: Reference, ref_id: uuid.UUID, fields: dict[str, 
 
 
 def _must_be_reversible(ref: Reference, ref_id: uuid.UUID, fields: dict[str, Any]) -> None:
-    if not is_reversible(ref.type, rejected=ref.status == "rejected"):
+    if not is_reversible(ref.type, rejected=ref.status == TransactionStatus.REJECTED):
         raise ApiError(
             422,
             "not_reversible",

@@ -24,6 +24,7 @@ import redis
 
 import resources
 import settings
+from ledger import TransactionStatus
 from worker.connections import connect_redis
 from worker.notify import channel
 
@@ -93,7 +94,7 @@ def _poll(deadline: float, read: Read) -> dict[str, Any] | None:
 
 def _final(resource: dict[str, Any]) -> bool:
     status: str = resource["status"]
-    return status != "pending"
+    return status != TransactionStatus.PENDING
 
 
 @dataclass

@@ -15,6 +15,7 @@ from ledger import (
     MAX_AMOUNT,
     SYSTEM_ACCOUNTS,
     CommandType,
+    TransactionStatus,
     is_same_wallet_transfer,
     is_valid_user_id,
 )
@@ -233,7 +234,7 @@ class TransactionSchema(Schema):
     id = fields.String(required=True)
     type = fields.String(required=True, validate=validate.OneOf([t.value for t in CommandType]))
     status = fields.String(
-        required=True, validate=validate.OneOf(["pending", "completed", "rejected"])
+        required=True, validate=validate.OneOf([s.value for s in TransactionStatus])
     )
     user_id = fields.String(required=True)
     asset = fields.String(
@@ -661,7 +662,7 @@ class PartitionsSchema(Schema):
 
 
 class AdminTransactionQuerySchema(Schema):
-    status = fields.String(validate=validate.OneOf(["pending", "completed", "rejected"]))
+    status = fields.String(validate=validate.OneOf([s.value for s in TransactionStatus]))
     type = fields.String(validate=validate.OneOf([t.value for t in CommandType]))
     user_id = fields.String(validate=validate.Length(1, 128))
     asset = AssetCode()

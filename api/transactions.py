@@ -31,7 +31,7 @@ from api.schemas import (
 )
 from db import callbacks, reads
 from db.engine import autocommit
-from ledger import CommandType
+from ledger import CommandType, TransactionStatus
 
 blp = Blueprint(
     "transactions",
@@ -238,7 +238,7 @@ def get_transaction(tx_id: uuid.UUID, wait: float) -> Any:
             return reads.transaction(conn, ledger_id, tx_id)
 
     resource = read()
-    if resource is not None and resource["status"] == "pending" and wait > 0:
+    if resource is not None and resource["status"] == TransactionStatus.PENDING and wait > 0:
         resource = longpoll.wait_final(tx_id, wait, read)
     if resource is None:
         raise ApiError(404, "not_found", f"There is no transaction {tx_id}.")
@@ -283,6 +283,6 @@ def find_by_key(idempotency_key: str) -> Any:
 
 
 def _with_retry_after(resource: dict[str, Any]) -> Any:
-    if resource["status"] == "pending":
+    if resource["status"] == TransactionStatus.PENDING:
         return resource, 200, {"Retry-After": "1"}
     return resource

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from db import reads
+from ledger import TransactionStatus
 
 # created_at is the intake transaction's start and seq is drawn inside it, so the two
 # orders disagree by at most an intake transaction's length (bounded by the 30 s
@@ -93,7 +94,7 @@ def search_transactions(
     if where.status is not None:
         conditions.append("t.status = :status")
         params["status"] = where.status
-        if where.status == "pending":
+        if where.status == TransactionStatus.PENDING:
             # Lets the planner use the pending-by-partition index (see 0004).
             conditions.append("t.partition >= 0")
     if where.type is not None:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Row, text
 
 from db import reads
 from db.ids import uuid7
+from ledger import TransactionStatus
 
 COMPLETED, REJECTED = "transaction.completed", "transaction.rejected"
 
@@ -29,7 +30,7 @@ def record(
     ids, txs, clients, urls, events, payloads = [], [], [], [], [], []
     for tx_id, client_id, url in finished:
         resource = resources[tx_id]
-        event = COMPLETED if resource["status"] == "completed" else REJECTED
+        event = COMPLETED if resource["status"] == TransactionStatus.COMPLETED else REJECTED
         ids.append(uuid7())
         txs.append(tx_id)
         clients.append(client_id)

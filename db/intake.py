@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Row, text
@@ -16,7 +15,8 @@ from sqlalchemy import Connection, Row, text
 import settings
 from db.ids import uuid7
 from db.partitioning import INTAKE_LOCK_NAMESPACE
-from db.reads import TransactionRow
+from db.reads import StoredTransaction, TransactionRow
+from ledger import TransactionStatus
 
 
 @dataclass(frozen=True)
@@ -176,10 +176,10 @@ INSERT = text(
 )
 
 
-def _pending_row(command: NewCommand, returned: Row[Any]) -> SimpleNamespace:
+def _pending_row(command: NewCommand, returned: Row[Any]) -> StoredTransaction:
     """The stored row of a command just inserted, without reading it back: everything
-    but what the database chose (seq, created_at, expires_at) is the command itself."""
-    return SimpleNamespace(
+    but what the database chose (seq, partition, created_at, expires_at) is the command."""
+    return StoredTransaction(
         id=command.id,
         seq=returned.seq,
         ledger_id=command.ledger_id,
@@ -187,7 +187,7 @@ def _pending_row(command: NewCommand, returned: Row[Any]) -> SimpleNamespace:
         idempotency_key=command.idempotency_key,
         fingerprint=command.fingerprint,
         type=command.type,
-        status="pending",
+        status=TransactionStatus.PENDING,
         partition=returned.partition,
         user_id=command.user_id,
         to_user_id=command.to_user_id,
@@ -199,13 +199,7 @@ def _pending_row(command: NewCommand, returned: Row[Any]) -> SimpleNamespace:
         item_id=command.item_id,
         callback_url=command.callback_url,
         expires_at=returned.expires_at,
-        hold_status=None,
-        reversed_by=None,
-        error_code=None,
-        error_message=None,
-        balance_after=None,
         created_at=returned.created_at,
-        completed_at=None,
         request_id=command.request_id,
     )
 

@@ -29,6 +29,19 @@ class CommandType(StrEnum):
     UNFREEZE = "unfreeze"
 
 
+class TransactionStatus(StrEnum):
+    """A stored command's life: pending until its partition's drain decides it, then
+    completed (its entries written) or rejected (no effect, with a reason)."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    REJECTED = "rejected"
+
+    @property
+    def final(self) -> bool:
+        return self is not TransactionStatus.PENDING
+
+
 # The commands whose completed effect a reversal may undo.
 REVERSIBLE = frozenset(
     {

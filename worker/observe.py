@@ -17,6 +17,7 @@ from typing import Any
 
 import redis
 
+from ledger import TransactionStatus
 from worker.app import app
 from worker.doorbell import redis_client
 from worker.drain import BatchResult
@@ -71,7 +72,7 @@ def batch_committed(batch: BatchResult) -> None:
     """After a batch's commit: one log line, and the drain task's tally."""
     if not (batch.finished or batch.expired):
         return  # a drain that found nothing: no line, or idle partitions would fill logs
-    completed = sum(1 for c in batch.finished if c.status == "completed")
+    completed = sum(1 for c in batch.finished if c.status == TransactionStatus.COMPLETED)
     rejected = len(batch.finished) - completed
     tally: DrainTally | None = getattr(_current, "tally", None)
     if tally is not None:

@@ -16,6 +16,7 @@ from db import callbacks as outbox
 from db import partitioning
 from db.engine import connect, is_unavailable
 from db.ledgers import ledgers
+from ledger import TransactionStatus
 from worker import callbacks, doorbell, observe
 from worker.app import BoundTask, app, worker_ready
 from worker.drain import BatchResult, DrainResult, drain
@@ -153,7 +154,7 @@ def _observe(batch: BatchResult) -> None:
     if batch.finished:
         BATCH_SIZE.observe(len(batch.finished))
     for command in batch.finished:
-        if command.status == "completed":
+        if command.status == TransactionStatus.COMPLETED:
             COMMANDS_APPLIED.labels(command.type, ledgers.code_of(command.ledger_id)).inc()
         else:
             COMMANDS_REJECTED.labels(
