@@ -28,8 +28,9 @@ from db import batch as store
 from db import intake, reads
 from db.assets import catalog
 from db.clients import Client
-from db.engine import autocommit, is_unavailable
+from db.engine import is_unavailable
 from db.ledgers import ledgers
+from db.uow import UnitOfWork
 from ledger import (
     CommandType,
     TransactionStatus,
@@ -97,14 +98,20 @@ def submit_many(client: Client, submissions: Sequence[Submission | ApiError]) ->
 
 
 def _record(items: Sequence[Item], ordered: bool) -> list[Result]:
-    """`accept` on a connection of its own, then what comes after the commit."""
-    with autocommit() as conn:
-        done = accept(conn, items, ordered)
-    # After the commit, never before: a drain must be able to see what it is rung for.
-    doorbell.ring_many(done.ring)
-    for stored in done.created:
-        COMMANDS_ACCEPTED.labels(stored.row.type, ledgers.code_of(stored.row.ledger_id)).inc()
+    """`accept` in a unit of work of its own (one statement), then what comes after
+    the commit."""
+    with UnitOfWork(autocommit=True) as uow:
+        done = accept(uow.connection, items, ordered)
+        # After the commit, never before: a drain must see what it is rung for.
+        uow.after_commit(lambda: doorbell.ring_many(done.ring))
+        uow.after_commit(lambda: _count(done.created))
+        uow.commit()
     return done.results
+
+
+def _count(created: list[intake.Recorded]) -> None:
+    for stored in created:
+        COMMANDS_ACCEPTED.labels(stored.row.type, ledgers.code_of(stored.row.ledger_id)).inc()
 
 
 def _group_commit(items: list[Item]) -> list[Result]:

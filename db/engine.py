@@ -163,9 +163,13 @@ def _create(pool_size: int, **options: Any) -> Engine:
 
 @contextmanager
 def connect() -> Iterator[Connection]:
-    """A connection in a transaction that commits on success and rolls back on error."""
-    with get_engine().begin() as connection:
-        yield connection
+    """A connection in a transaction that commits on success and rolls back on error:
+    a unit of work (db.uow) that commits when the block ends."""
+    from db.uow import UnitOfWork  # db.uow builds on this module
+
+    with UnitOfWork() as uow:
+        yield uow.connection
+        uow.commit()
 
 
 @contextmanager
