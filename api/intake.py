@@ -13,6 +13,7 @@ the ledger's own functions (ledger.rules), the ones the book decides with.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,8 +111,10 @@ def _record(items: Sequence[Item], ordered: bool) -> list[Result]:
 
 
 def _count(created: list[intake.Recorded]) -> None:
-    for stored in created:
-        COMMANDS_ACCEPTED.labels(stored.row.type, ledgers.code_of(stored.row.ledger_id)).inc()
+    """Count the accepted commands: once per (type, ledger), not once per command."""
+    counts = Counter((stored.row.type, stored.row.ledger_id) for stored in created)
+    for (kind, ledger_id), count in counts.items():
+        COMMANDS_ACCEPTED.labels(kind, ledgers.code_of(ledger_id)).inc(count)
 
 
 def _group_commit(items: list[Item]) -> list[Result]:

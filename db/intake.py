@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Row, text
 import settings
 from db.ids import uuid7
 from db.partitioning import INTAKE_LOCK_NAMESPACE
-from db.reads import StoredTransaction, TransactionRow
+from db.reads import TransactionRow
 from ledger import TransactionStatus
 
 
@@ -45,6 +45,90 @@ class NewCommand:
     # An instant given as such (an expiry's lot), instead of `expires_in`.
     expires_at: datetime | None = None
     id: uuid.UUID = field(default_factory=uuid7)
+
+
+@dataclass(slots=True)
+class StoredTransaction:
+    """A row of `transactions` as the intake knows it right after inserting it, without
+    reading it back: what the database chose (seq, partition, created_at, expires_at),
+    and the command for everything else. Reads like a row of the table."""
+
+    command: NewCommand
+    seq: int
+    partition: int
+    created_at: datetime
+    expires_at: datetime | None
+    status: TransactionStatus = TransactionStatus.PENDING
+    hold_status: str | None = None
+    reversed_by: uuid.UUID | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    balance_after: int | None = None
+    completed_at: datetime | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.command.id
+
+    @property
+    def ledger_id(self) -> int:
+        return self.command.ledger_id
+
+    @property
+    def client_id(self) -> uuid.UUID:
+        return self.command.client_id
+
+    @property
+    def idempotency_key(self) -> str:
+        return self.command.idempotency_key
+
+    @property
+    def fingerprint(self) -> str:
+        return self.command.fingerprint
+
+    @property
+    def type(self) -> str:
+        return self.command.type
+
+    @property
+    def user_id(self) -> str:
+        return self.command.user_id
+
+    @property
+    def to_user_id(self) -> str | None:
+        return self.command.to_user_id
+
+    @property
+    def asset_id(self) -> int:
+        return self.command.asset_id
+
+    @property
+    def amount(self) -> int | None:
+        return self.command.amount
+
+    @property
+    def reference_id(self) -> uuid.UUID | None:
+        return self.command.reference_id
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        return self.command.metadata
+
+    @property
+    def reason(self) -> str | None:
+        return self.command.reason
+
+    @property
+    def item_id(self) -> str | None:
+        return self.command.item_id
+
+    @property
+    def callback_url(self) -> str | None:
+        return self.command.callback_url
+
+    @property
+    def request_id(self) -> str | None:
+        return self.command.request_id
 
 
 @dataclass(frozen=True)
@@ -177,30 +261,8 @@ INSERT = text(
 
 
 def _pending_row(command: NewCommand, returned: Row[Any]) -> StoredTransaction:
-    """The stored row of a command just inserted, without reading it back: everything
-    but what the database chose (seq, partition, created_at, expires_at) is the command."""
     return StoredTransaction(
-        id=command.id,
-        seq=returned.seq,
-        ledger_id=command.ledger_id,
-        client_id=command.client_id,
-        idempotency_key=command.idempotency_key,
-        fingerprint=command.fingerprint,
-        type=command.type,
-        status=TransactionStatus.PENDING,
-        partition=returned.partition,
-        user_id=command.user_id,
-        to_user_id=command.to_user_id,
-        asset_id=command.asset_id,
-        amount=command.amount,
-        reference_id=command.reference_id,
-        metadata=command.metadata,
-        reason=command.reason,
-        item_id=command.item_id,
-        callback_url=command.callback_url,
-        expires_at=returned.expires_at,
-        created_at=returned.created_at,
-        request_id=command.request_id,
+        command, returned.seq, returned.partition, returned.created_at, returned.expires_at
     )
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 from sqlalchemy import Connection, Row, text
 
@@ -15,44 +14,12 @@ from db.assets import catalog
 from db.controls import lots_of
 from ledger import Entry, TransactionStatus, expiring
 
-
-@dataclass(frozen=True)
-class StoredTransaction:
-    """A row of `transactions` as db.intake knows it right after inserting it: the
-    command's own fields and what RETURNING gave (seq, partition, the times), so that
-    its answer needs no read."""
-
-    id: uuid.UUID
-    seq: int
-    ledger_id: int
-    client_id: uuid.UUID
-    idempotency_key: str
-    fingerprint: str
-    type: str
-    status: TransactionStatus
-    partition: int
-    user_id: str
-    to_user_id: str | None
-    asset_id: int | None  # None: a freeze or unfreeze (a player in every asset)
-    amount: int | None
-    reference_id: uuid.UUID | None
-    metadata: dict[str, Any] | None
-    reason: str | None
-    item_id: str | None
-    callback_url: str | None
-    expires_at: datetime | None
-    created_at: datetime
-    request_id: str | None
-    hold_status: str | None = None
-    reversed_by: uuid.UUID | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    balance_after: int | None = None
-    completed_at: datetime | None = None
+if TYPE_CHECKING:
+    from db.intake import StoredTransaction
 
 
-# A row of `transactions` as read, or as just inserted.
-TransactionRow = Row[Any] | StoredTransaction
+# A row of `transactions` as read, or as db.intake has just inserted it.
+TransactionRow = Union[Row[Any], "StoredTransaction"]
 
 TRANSACTION_COLUMNS = (
     "t.id, t.seq, t.client_id, t.type, t.status, t.user_id, t.to_user_id, t.asset_id, "
