@@ -228,3 +228,20 @@ def test_a_key_reused_with_another_body_inside_a_batch_is_refused_alone(client, 
     assert results[2]["replayed"] is True and results[2]["id"] == results[0]["id"]
     drain_all()
     assert balance(user) == 1
+
+
+def test_a_batch_item_of_a_type_the_api_does_not_take_is_refused_alone(client, rings):
+    """CommandType knows types the API has no schema for (freeze, unfreeze, expiry): a
+    batch item naming one is a validation error of its own, never a 500."""
+    user = unique()
+    ok = {"type": "topup", "idempotency_key": unique("k"), "user_id": user}
+    ok |= {"asset": "GOLD_COINS", "amount": 1}
+    items = [
+        {"type": t, "idempotency_key": unique("k"), "user_id": user} for t in ("freeze", "expiry")
+    ]
+    response = post_batch(client, [*items, ok])
+    assert response.status_code == 202
+    results = response.get_json()["results"]
+    assert [(r["status"], r.get("code")) for r in results[:2]] == [(422, "validation_error")] * 2
+    assert "freeze" not in results[0]["errors"]["type"][0]
+    assert results[2]["status"] == "pending"
