@@ -35,8 +35,12 @@ class Resource(Generic[T]):
         self.close = close
 
     def get(self) -> T:
-        """This process's instance, built on first use."""
-        return current().get(self)
+        """This process's instance, built on first use (a dict lookup once built: the
+        asset catalogue asks for its resource for every command a batch accepts)."""
+        built = _current._built
+        if self in built:
+            return cast(T, built[self])
+        return _current.get(self)
 
     def built(self) -> T | None:
         """This process's instance if it was built, without building it."""

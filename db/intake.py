@@ -47,88 +47,68 @@ class NewCommand:
     id: uuid.UUID = field(default_factory=uuid7)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class StoredTransaction:
     """A row of `transactions` as the intake knows it right after inserting it, without
     reading it back: what the database chose (seq, partition, created_at, expires_at),
-    and the command for everything else. Reads like a row of the table."""
+    and the command for everything else. Reads like a row of the table.
 
-    command: NewCommand
+    Built once per accepted command: its own __init__ copies the command's fields with
+    plain assignments (a generated one with 27 keyword arguments cost about 13 ms per
+    1000-command batch)."""
+
+    id: uuid.UUID
     seq: int
+    ledger_id: int
+    client_id: uuid.UUID
+    idempotency_key: str
+    fingerprint: str
+    type: str
+    status: TransactionStatus
     partition: int
-    created_at: datetime
+    user_id: str
+    to_user_id: str | None
+    asset_id: int
+    amount: int | None
+    reference_id: uuid.UUID | None
+    metadata: dict[str, Any] | None
+    reason: str | None
+    item_id: str | None
+    callback_url: str | None
     expires_at: datetime | None
-    status: TransactionStatus = TransactionStatus.PENDING
-    hold_status: str | None = None
-    reversed_by: uuid.UUID | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    balance_after: int | None = None
-    completed_at: datetime | None = None
+    created_at: datetime
+    request_id: str | None
+    hold_status: str | None
+    reversed_by: uuid.UUID | None
+    error_code: str | None
+    error_message: str | None
+    balance_after: int | None
+    completed_at: datetime | None
 
-    @property
-    def id(self) -> uuid.UUID:
-        return self.command.id
-
-    @property
-    def ledger_id(self) -> int:
-        return self.command.ledger_id
-
-    @property
-    def client_id(self) -> uuid.UUID:
-        return self.command.client_id
-
-    @property
-    def idempotency_key(self) -> str:
-        return self.command.idempotency_key
-
-    @property
-    def fingerprint(self) -> str:
-        return self.command.fingerprint
-
-    @property
-    def type(self) -> str:
-        return self.command.type
-
-    @property
-    def user_id(self) -> str:
-        return self.command.user_id
-
-    @property
-    def to_user_id(self) -> str | None:
-        return self.command.to_user_id
-
-    @property
-    def asset_id(self) -> int:
-        return self.command.asset_id
-
-    @property
-    def amount(self) -> int | None:
-        return self.command.amount
-
-    @property
-    def reference_id(self) -> uuid.UUID | None:
-        return self.command.reference_id
-
-    @property
-    def metadata(self) -> dict[str, Any] | None:
-        return self.command.metadata
-
-    @property
-    def reason(self) -> str | None:
-        return self.command.reason
-
-    @property
-    def item_id(self) -> str | None:
-        return self.command.item_id
-
-    @property
-    def callback_url(self) -> str | None:
-        return self.command.callback_url
-
-    @property
-    def request_id(self) -> str | None:
-        return self.command.request_id
+    def __init__(self, command: NewCommand, returned: Row[Any]) -> None:
+        self.id = command.id
+        self.seq = returned.seq
+        self.ledger_id = command.ledger_id
+        self.client_id = command.client_id
+        self.idempotency_key = command.idempotency_key
+        self.fingerprint = command.fingerprint
+        self.type = command.type
+        self.status = TransactionStatus.PENDING
+        self.partition = returned.partition
+        self.user_id = command.user_id
+        self.to_user_id = command.to_user_id
+        self.asset_id = command.asset_id
+        self.amount = command.amount
+        self.reference_id = command.reference_id
+        self.metadata = command.metadata
+        self.reason = command.reason
+        self.item_id = command.item_id
+        self.callback_url = command.callback_url
+        self.expires_at = returned.expires_at
+        self.created_at = returned.created_at
+        self.request_id = command.request_id
+        self.hold_status = self.reversed_by = self.error_code = self.error_message = None
+        self.balance_after = self.completed_at = None
 
 
 @dataclass(frozen=True)
@@ -261,9 +241,7 @@ INSERT = text(
 
 
 def _pending_row(command: NewCommand, returned: Row[Any]) -> StoredTransaction:
-    return StoredTransaction(
-        command, returned.seq, returned.partition, returned.created_at, returned.expires_at
-    )
+    return StoredTransaction(command, returned)
 
 
 def _existing(
