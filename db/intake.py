@@ -68,7 +68,7 @@ class StoredTransaction:
     partition: int
     user_id: str
     to_user_id: str | None
-    asset_id: int
+    asset_id: int | None  # None: a freeze or unfreeze
     amount: int | None
     reference_id: uuid.UUID | None
     metadata: dict[str, Any] | None
