@@ -10,12 +10,14 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, text
 
+import resources
 from db.engine import get_engine
 from db.lease import DRAIN_LOCK_NAMESPACE
+from ledger import TransactionStatus
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,18 @@ class AccountRow:
     frozen_since: datetime | None = None
 
 
+class Decided(NamedTuple):
+    """A command's final status as the batch writes it."""
+
+    id: uuid.UUID
+    status: TransactionStatus
+    code: str | None = None  # a rejection's code and message
+    message: str | None = None
+    balance_after: int | None = None
+    # The amount to show when it differs from the accepted one (ledger.scheduling).
+    amount: int | None = None
+
+
 @dataclass
 class BatchWrite:
     """Everything one batch changes, gathered in memory and written at once."""
@@ -45,10 +59,7 @@ class BatchWrite:
     wallets: list[tuple[int, int, int]] = field(default_factory=list)
     # system shard account id -> signed delta; the shard belongs to this partition only.
     system_deltas: dict[int, int] = field(default_factory=dict)
-    # (id, status, error code, error message, balance_after, amount)
-    outcomes: list[tuple[uuid.UUID, str, str | None, str | None, int | None, int | None]] = field(
-        default_factory=list
-    )
+    outcomes: list[Decided] = field(default_factory=list)
     hold_statuses: dict[uuid.UUID, str] = field(default_factory=dict)
     reversals: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
     # Wallets of assets with rules, instead of in `wallets`: (account id, balance,
@@ -329,14 +340,16 @@ class _ProcessCache:
     wallets: set[tuple[str, int]] = field(default_factory=set)
 
 
-_process_cache = _ProcessCache()
+_KNOWN_ROWS = resources.Resource("db.batch.known_rows", _ProcessCache)
 
 
 def _cache() -> _ProcessCache:
-    global _process_cache
-    if _process_cache.engine is not get_engine():
-        _process_cache = _ProcessCache(engine=get_engine())
-    return _process_cache
+    cache = _KNOWN_ROWS.get()
+    if cache.engine is not get_engine():  # another database: nothing of it is known
+        cache.engine = get_engine()
+        cache.shards.clear()
+        cache.wallets.clear()
+    return cache
 
 
 # The instant of a batch, kept for the rest of its transaction: after every row lock
@@ -363,7 +376,7 @@ def write(conn: Connection, batch: BatchWrite) -> None:
     params: dict[str, Any] = {}
     # The n-th outcome's instant (completed_at, and its entries' created_at): the
     # batch's instant plus n microseconds (see BATCH_INSTANT).
-    order = {outcome[0]: n for n, outcome in enumerate(batch.outcomes)}
+    order = {outcome.id: n for n, outcome in enumerate(batch.outcomes)}
     if batch.outcomes:
         statements.append(BATCH_INSTANT)
         params["i_acc"] = sorted({e[1] for e in batch.entries})
@@ -401,7 +414,7 @@ def write(conn: Connection, batch: BatchWrite) -> None:
         )
         params.update(s_ids=[d[0] for d in deltas], s_deltas=[d[1] for d in deltas])
     if batch.outcomes:
-        columns = list(zip(*batch.outcomes, strict=True))
+        outcomes = batch.outcomes
         statements.append(
             "UPDATE transactions t SET status = o.status, error_code = o.code, "
             "error_message = o.message, balance_after = o.balance_after, "
@@ -413,12 +426,12 @@ def write(conn: Connection, batch: BatchWrite) -> None:
             "AS o(id, status, code, message, balance_after, amount, n) WHERE t.id = o.id"
         )
         params.update(
-            o_ids=list(columns[0]),
-            o_status=list(columns[1]),
-            o_code=list(columns[2]),
-            o_message=list(columns[3]),
-            o_bal=list(columns[4]),
-            o_amount=list(columns[5]),
+            o_ids=[o.id for o in outcomes],
+            o_status=[o.status.value for o in outcomes],
+            o_code=[o.code for o in outcomes],
+            o_message=[o.message for o in outcomes],
+            o_bal=[o.balance_after for o in outcomes],
+            o_amount=[o.amount for o in outcomes],
         )
     if batch.hold_statuses:
         statements.append(

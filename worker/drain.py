@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+import resources
 from db import batch as store
 from db import callbacks as outbox
 from db import controls, partitioning
@@ -47,6 +48,7 @@ from ledger import (
     Reverse,
     Spend,
     TopUp,
+    TransactionStatus,
     Transfer,
     Unfreeze,
     Wallet,
@@ -269,15 +271,15 @@ def _apply(
         Finished(
             row.id,
             row.type,
-            status,
+            decided.status,
             row.client_id,
             row.callback_url,
             row.created_at,
-            code,
+            decided.code,
             row.request_id,
             row.ledger_id,
         )
-        for row, (_, status, code, *_rest) in zip(ready, write.outcomes, strict=True)
+        for row, decided in zip(ready, write.outcomes, strict=True)
     ]
     return BatchResult(
         finished,
@@ -297,13 +299,17 @@ def _due_holds(conn: Any, partition: int) -> Sequence[Row[Any]]:
     """Holds to expire, looked for at most once a second per partition: expiry promises
     seconds, and a busy partition should not pay a query per batch for it."""
     now = time.monotonic()
-    if now - _holds_checked.get(partition, 0.0) < HOLD_CHECK_SECONDS:
+    checked = _HOLDS_CHECKED.get()
+    if now - checked.get(partition, 0.0) < HOLD_CHECK_SECONDS:
         return []
-    _holds_checked[partition] = now
+    checked[partition] = now
     return store.due_holds(conn, partition, 200, scheduling.HOLD_EXPIRY_GRACE.total_seconds())
 
 
-_holds_checked: dict[int, float] = {}
+# When each partition last looked for due holds, in this process (monotonic seconds).
+_HOLDS_CHECKED: resources.Resource[dict[int, float]] = resources.Resource(
+    "worker.drain.holds_checked", dict
+)
 
 
 def _load_controls(
@@ -384,7 +390,7 @@ def _load_references(
     if not ids:
         return
     referenced = store.referenced(conn, ids)
-    completed = [r.id for r in referenced if r.status == "completed"]
+    completed = [r.id for r in referenced if r.status == TransactionStatus.COMPLETED]
     entries = store.entries_of(conn, completed)
     for ref in referenced:
         book = books[ref.ledger_id]
@@ -394,7 +400,7 @@ def _load_references(
             hold_lots[str(ref.id)] = ref.lots
         book.records[str(ref.id)] = Record(
             type=CommandType(ref.type),
-            completed=ref.status == "completed",
+            completed=ref.status == TransactionStatus.COMPLETED,
             subject=AccountRef(ref.user_id, asset),
             postings=tuple(
                 Posting(AccountRef(e.owner, catalog.by_id(e.asset_id).code), e.amount)
@@ -475,18 +481,18 @@ def _batch_write(
                         write.system_deltas.get(target, 0) + posting.amount
                     )
             write.outcomes.append(
-                (
+                store.Decided(
                     row.id,
-                    "completed",
-                    None,
-                    None,
-                    outcome.balance_after,
-                    _final_amount(row, outcome, books[row.ledger_id]),
+                    TransactionStatus.COMPLETED,
+                    balance_after=outcome.balance_after,
+                    amount=_final_amount(row, outcome, books[row.ledger_id]),
                 )
             )
         else:
             write.outcomes.append(
-                (row.id, "rejected", outcome.code.value, outcome.message, None, None)
+                store.Decided(
+                    row.id, TransactionStatus.REJECTED, outcome.code.value, outcome.message
+                )
             )
     for ledger_id, book in books.items():
         for account in book.changed_wallets:
@@ -566,7 +572,7 @@ def _reject_poison(partition: int, tx_id: uuid.UUID, error: BaseException) -> Ba
             Finished(
                 row.id,
                 row.type,
-                "rejected",
+                TransactionStatus.REJECTED,
                 row.client_id,
                 row.callback_url,
                 row.created_at,

@@ -20,7 +20,7 @@ import logging
 from db import controls, intake
 from db.clients import BOOTSTRAP_CLIENT_ID
 from db.engine import connect
-from ledger import CommandType, due_expiries, wallet_route
+from ledger import CommandType, TransactionStatus, due_expiries, wallet_route
 from worker import doorbell
 from worker.app import app
 
@@ -57,7 +57,9 @@ def submit_due_expiries(limit: int = SWEEP_WALLETS) -> list[intake.Recorded]:
                 )
         recorded = intake.record(conn, commands) if commands else []
     # After the commit: a drain must see what it is rung for.
-    doorbell.ring_many(r.row.partition for r in recorded if r.row.status == "pending")
+    doorbell.ring_many(
+        r.row.partition for r in recorded if r.row.status == TransactionStatus.PENDING
+    )
     created = sum(r.created for r in recorded)
     if created:
         log.info("expiry sweep: %d expiries submitted", created)
