@@ -28,14 +28,18 @@ def list_assets() -> Any:
     return {"items": [_shown(a) for a in found]}
 
 
-def _shown(asset: controls.AssetSettings) -> dict[str, Any]:
-    return {
-        "code": asset.code,
-        "name": asset.name,
+def _shown(asset: controls.AssetSettings, every_setting: bool = False) -> dict[str, Any]:
+    """An asset as the API shows it: its code and name, and the settings it has (an
+    asset without rules reads `{"code", "name"}`, as it always did). A PATCH answer
+    shows every setting, null where there is none, so a cleared one is visible."""
+    settings = {
         "max_balance": asset.max_balance,
         "spend_limit_24h": asset.spend_limit_24h,
         "credit_lifetime": asset.credit_lifetime,
     }
+    if not every_setting:
+        settings = {name: value for name, value in settings.items() if value is not None}
+    return {"code": asset.code, "name": asset.name, **settings}
 
 
 @blp.route("", methods=["POST"])
@@ -96,7 +100,7 @@ def change_asset(body: dict[str, Any], code: str) -> Any:
         changed = controls.change_settings(conn, current_client().ledger_id, code, body)
     if changed is None:
         raise ApiError(404, "not_found", f"There is no asset '{code}'.")
-    return _shown(changed)
+    return _shown(changed, every_setting=True)
 
 
 def asset_filter(ledger_id: int, code: str | None) -> int | None:

@@ -332,8 +332,9 @@ class BalanceSchema(Schema):
         fields.Nested(ExpiringSchema),
         metadata={
             "description": "Available credits that will expire, soonest first, at most 10; "
-            "[] for an asset without a credit lifetime. Held credits are not listed: they "
-            "are protected while their hold is active. " + AT_ONLY_BALANCE
+            "only for an asset with a credit lifetime (absent otherwise, so a balance of an "
+            "asset without rules reads as it always did). Held credits are not listed: "
+            "they are protected while their hold is active. " + AT_ONLY_BALANCE
         },
     )
 

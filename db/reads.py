@@ -73,27 +73,29 @@ def wallet(conn: Connection, ledger_id: int, owner: str) -> list[dict[str, Any]]
             # none). Lots of an asset whose lifetime was removed are not shown.
             "SELECT a.asset_id, sum(a.balance) AS balance, sum(a.held) AS held, "
             "max(a.updated_at) AS updated_at, "
+            "bool_or(s.credit_lifetime_s IS NOT NULL) AS expires, "
             "CAST(max(CAST(a.lots AS text)) FILTER (WHERE s.credit_lifetime_s IS NOT NULL) "
             "AS jsonb) AS lots FROM accounts a JOIN assets s ON s.id = a.asset_id "
             "WHERE a.ledger_id = :ledger AND a.owner = :owner GROUP BY a.asset_id"
         ),
         {"ledger": ledger_id, "owner": owner},
     ).all()
-    balances = [
-        {
+    balances = []
+    for r in rows:
+        balance = {
             "asset": catalog.by_id(r.asset_id).code,
             "balance": int(r.balance),
             "held": int(r.held),
             "available": int(r.balance) - int(r.held),
             "updated_at": iso(r.updated_at),
+        }
+        if r.expires:  # only an asset with a credit lifetime has credits to list
             # NULL lots: credited before the lifetime, never expires; nothing to list.
-            "expiring": [
+            balance["expiring"] = [
                 {"amount": lot.amount, "expires_at": iso(lot.expires_at)}
                 for lot in expiring(lots_of(r.lots, 0))
-            ],
-        }
-        for r in rows
-    ]
+            ]
+        balances.append(balance)
     return sorted(balances, key=lambda b: b["asset"])
 
 

@@ -73,6 +73,7 @@ def test_topup_bonus_spend_and_every_read(api):
     wallet = api.get(f"/v1/wallets/{user}", key=key).json()
     assert wallet == {
         "user_id": user,
+        "frozen": None,
         "balances": [
             {
                 "asset": "GOLD_COINS",

@@ -56,7 +56,6 @@ def test_a_hold_reserves_and_spends_cannot_eat_into_it(rings):
         "held": 70,
         "available": 0,
         "updated_at": None,
-        "expiring": [],
     }
 
 
