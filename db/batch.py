@@ -229,6 +229,22 @@ def create_missing_wallets(wallets: Iterable[tuple[str, int]]) -> None:
         )
 
 
+LOCK_WALLETS = (
+    "SELECT a.id, a.owner, a.asset_id, a.balance, a.held, a.lots, a.recent_debits, "
+    "s.max_balance, s.spend_limit_24h, s.credit_lifetime_s, "
+    "f.reason AS frozen_reason, f.since AS frozen_since "
+    "FROM unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) AS w(owner, asset_id) "
+    # The asset names the wallet's ledger: with it, each wallet is one probe of the
+    # accounts' unique key (ledger_id, owner, asset_id, shard). Without it the key's
+    # leading column is unknown and every drain batch scanned every account.
+    "JOIN assets s ON s.id = w.asset_id "
+    "JOIN accounts a ON a.ledger_id = s.ledger_id AND a.owner = w.owner "
+    "AND a.asset_id = w.asset_id AND a.shard = 0 "
+    "LEFT JOIN frozen_players f ON f.ledger_id = a.ledger_id AND f.user_id = a.owner "
+    "ORDER BY a.id FOR NO KEY UPDATE OF a"
+)
+
+
 def lock_wallets(
     conn: Connection, wallets: Iterable[tuple[str, int]]
 ) -> dict[tuple[str, int], AccountRow]:
@@ -241,16 +257,7 @@ def lock_wallets(
     """
     wallets = sorted(set(wallets))
     rows = conn.execute(
-        text(
-            "SELECT a.id, a.owner, a.asset_id, a.balance, a.held, a.lots, a.recent_debits, "
-            "s.max_balance, s.spend_limit_24h, s.credit_lifetime_s, "
-            "f.reason AS frozen_reason, f.since AS frozen_since FROM accounts a "
-            "JOIN unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) AS w(owner, asset_id) "
-            "ON a.owner = w.owner AND a.asset_id = w.asset_id AND a.shard = 0 "
-            "JOIN assets s ON s.id = a.asset_id "
-            "LEFT JOIN frozen_players f ON f.ledger_id = a.ledger_id AND f.user_id = a.owner "
-            "ORDER BY a.id FOR NO KEY UPDATE OF a"
-        ),
+        text(LOCK_WALLETS),
         {"owners": [w[0] for w in wallets], "assets": [w[1] for w in wallets]},
     ).all()
     found = {
@@ -320,10 +327,11 @@ def system_shards(
         )
         for row in conn.execute(
             text(
-                "SELECT a.id, a.owner, a.asset_id FROM accounts a "
-                "JOIN unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) "
-                "AS w(owner, asset_id) "
-                "ON a.owner = w.owner AND a.asset_id = w.asset_id AND a.shard = :shard"
+                "SELECT a.id, a.owner, a.asset_id "
+                "FROM unnest(CAST(:owners AS text[]), CAST(:assets AS int[])) "
+                "AS w(owner, asset_id) JOIN assets s ON s.id = w.asset_id "
+                "JOIN accounts a ON a.ledger_id = s.ledger_id AND a.owner = w.owner "
+                "AND a.asset_id = w.asset_id AND a.shard = :shard"
             ),
             params,
         ):

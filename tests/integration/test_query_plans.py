@@ -119,3 +119,27 @@ def test_a_system_account_history_reads_each_shard_backwards_by_its_entries_inde
     ]
     assert len(limits) == len(shards)
     assert any(n["Node Type"] == "Merge Append" for n in nodes)
+
+
+def test_locking_a_batchs_wallets_probes_the_accounts_key_not_every_account(rings):
+    client = bootstrap()
+    users = [unique() for _ in range(2000)]
+    topups = [
+        intake.Submission(
+            CommandType.TOPUP, unique("plan"), {"user_id": u, "asset": "GOLD_COINS", "amount": 1}
+        )
+        for u in users
+    ]
+    for start in range(0, len(topups), 500):
+        intake.submit_many(client, topups[start : start + 500])
+    drain_all()
+    with connect() as conn:
+        conn.execute(text("ANALYZE accounts"))
+        gold = conn.execute(
+            text("SELECT id FROM assets WHERE ledger_id = :l AND code = 'GOLD_COINS'"),
+            {"l": DEFAULT_LEDGER_ID},
+        ).scalar_one()
+    nodes = plan_nodes(store.LOCK_WALLETS, {"owners": users[:3], "assets": [gold] * 3})
+    scans = [n for n in nodes if n.get("Relation Name") == "accounts"]
+    assert len(scans) == 1 and scans[0]["Node Type"] == "Index Scan", scans
+    assert scans[0]["Index Name"] == "accounts_ledger_owner_asset_shard_key", scans
