@@ -18,7 +18,7 @@ from sqlalchemy import text
 from db import batch as store
 from db.engine import connect
 from db.uow import UnitOfWork
-from ledger import CommandType, partition_of
+from ledger import CommandType, TransactionStatus, partition_of
 from tests.integration.helpers import balance, drain_all, statuses, submit
 from tests.support import unique
 from worker.drain import drain
@@ -116,7 +116,11 @@ def test_a_drain_whose_session_dies_mid_batch_writes_nothing(rings):
         try:
             store.write(
                 stale.connection,
-                store.BatchWrite(outcomes=[(r.id, "rejected", "x", "x", None, None) for r in rows]),
+                store.BatchWrite(
+                    outcomes=[
+                        store.Decided(r.id, TransactionStatus.REJECTED, "x", "x") for r in rows
+                    ]
+                ),
             )
             stale.commit()
             raise AssertionError("the stale drain wrote its batch")
