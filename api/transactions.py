@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Response, json, request
 from marshmallow import ValidationError
@@ -32,6 +32,8 @@ from api.schemas import (
 from db import callbacks, reads
 from db.engine import autocommit
 from ledger import CommandType, TransactionStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 blp = Blueprint(
     "transactions",
@@ -107,6 +109,27 @@ def respond(accepted: intake.Accepted) -> Response:
     )
 
 
+def answers_a_command(blueprint: Blueprint) -> Callable[[F], F]:
+    """The documented answers of every command submission (here and the player
+    commands of /v1/wallets): 202 with the pending transaction, 200 for a replay."""
+
+    def decorate(view: F) -> F:
+        view = blueprint.alt_response(
+            200,
+            schema=TransactionSchema,
+            description="Replay of the same key and body: the transaction in its current state.",
+            headers=header_refs("Location", "Idempotent-Replayed"),
+        )(view)
+        return blueprint.response(
+            202,
+            TransactionSchema,
+            description="Accepted: the pending transaction.",
+            headers=header_refs("Location"),
+        )(view)
+
+    return decorate
+
+
 def _command_view(kind: CommandType) -> Callable[..., Any]:
     """The view of one command type: the types differ only in schema and reference."""
     reference = REFERENCE_FIELD.get(kind)
@@ -114,18 +137,7 @@ def _command_view(kind: CommandType) -> Callable[..., Any]:
     @require(SCOPE.get(kind, "submit"))
     @with_idempotency_key
     @blp.arguments(ITEM_SCHEMAS[kind], as_kwargs=False, example=COMMAND_EXAMPLES[kind.value])
-    @blp.response(
-        202,
-        TransactionSchema,
-        description="Accepted: the pending transaction.",
-        headers=header_refs("Location"),
-    )
-    @blp.alt_response(
-        200,
-        schema=TransactionSchema,
-        description="Replay of the same key and body: the transaction in its current state.",
-        headers=header_refs("Location", "Idempotent-Replayed"),
-    )
+    @answers_a_command(blp)
     # A capture, release or reversal names a transaction: 404 if there is none.
     @blp.secured(422, *([404] if reference else []), parameters=[IDEMPOTENCY_HEADER])
     def view(fields: dict[str, Any], key: str, **path: uuid.UUID) -> Any:

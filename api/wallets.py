@@ -15,7 +15,7 @@ from api.auth import current_client, require
 from api.blueprint import Blueprint
 from api.errors import ApiError, validation_error
 from api.observability import request_id
-from api.openapi import FREEZE_EXAMPLE, UNFREEZE_EXAMPLE, header_refs
+from api.openapi import FREEZE_EXAMPLE, UNFREEZE_EXAMPLE
 from api.schemas import (
     ACCOUNT_PATTERN,
     USER_ID_PATTERN,
@@ -24,12 +24,16 @@ from api.schemas import (
     HistoryQuerySchema,
     StatementQuerySchema,
     StatementSchema,
-    TransactionSchema,
     UnfreezeSchema,
     WalletQuerySchema,
     WalletSchema,
 )
-from api.transactions import IDEMPOTENCY_HEADER, respond, with_idempotency_key
+from api.transactions import (
+    IDEMPOTENCY_HEADER,
+    answers_a_command,
+    respond,
+    with_idempotency_key,
+)
 from db import controls, reads
 from db.engine import autocommit
 from ledger import SYSTEM_ACCOUNTS, CommandType, is_valid_user_id, statement
@@ -85,18 +89,7 @@ def _player_command(kind: CommandType, schema: type, example: dict[str, Any]) ->
     @require("admin")
     @with_idempotency_key
     @blp.arguments(schema, as_kwargs=False, example=example)
-    @blp.response(
-        202,
-        TransactionSchema,
-        description="Accepted: the pending transaction.",
-        headers=header_refs("Location"),
-    )
-    @blp.alt_response(
-        200,
-        schema=TransactionSchema,
-        description="Replay of the same key and body: the transaction in its current state.",
-        headers=header_refs("Location", "Idempotent-Replayed"),
-    )
+    @answers_a_command(blp)
     @blp.secured(404, 422, parameters=[IDEMPOTENCY_HEADER])
     def view(fields: dict[str, Any], key: str, user_id: str) -> Any:
         if not is_valid_user_id(user_id):  # a system account is nobody to freeze

@@ -375,6 +375,12 @@ BATCH_INSTANT = (
 INSTANT = "CAST(current_setting('wallet.batch_instant') AS timestamptz)"
 
 
+def _arrays(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str, list[Any]]:
+    """Rows as one array parameter per column, for `unnest(CAST(:name AS type[]), ...)`:
+    `names[i]` is the i-th column's parameter."""
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
 def write(conn: Connection, batch: BatchWrite) -> None:
     """Write a decided batch: entries, balances, statuses, hold states, reversal links.
 
@@ -395,8 +401,7 @@ def write(conn: Connection, batch: BatchWrite) -> None:
             "FROM unnest(CAST(:e_tx AS uuid[]), CAST(:e_acc AS bigint[]), "
             "CAST(:e_amt AS bigint[]), CAST(:e_n AS int[])) AS e(tx, acc, amt, n)"
         )
-        params.update(e_tx=[e[0] for e in batch.entries], e_acc=[e[1] for e in batch.entries])
-        params["e_amt"] = [e[2] for e in batch.entries]
+        params.update(_arrays(("e_tx", "e_acc", "e_amt"), batch.entries))
         params["e_n"] = [order[e[0]] for e in batch.entries]
     if batch.wallets:
         statements.append(
@@ -408,11 +413,7 @@ def write(conn: Connection, batch: BatchWrite) -> None:
             "FROM unnest(CAST(:w_ids AS bigint[]), CAST(:w_bal AS bigint[]), "
             "CAST(:w_held AS bigint[])) AS w(id, balance, held) WHERE a.id = w.id"
         )
-        params.update(
-            w_ids=[w[0] for w in batch.wallets],
-            w_bal=[w[1] for w in batch.wallets],
-            w_held=[w[2] for w in batch.wallets],
-        )
+        params.update(_arrays(("w_ids", "w_bal", "w_held"), batch.wallets))
     deltas = [(k, v) for k, v in sorted(batch.system_deltas.items()) if v != 0]
     if deltas:
         statements.append(
@@ -420,9 +421,8 @@ def write(conn: Connection, batch: BatchWrite) -> None:
             "FROM unnest(CAST(:s_ids AS bigint[]), CAST(:s_deltas AS bigint[])) "
             "AS d(id, delta) WHERE a.id = d.id"
         )
-        params.update(s_ids=[d[0] for d in deltas], s_deltas=[d[1] for d in deltas])
+        params.update(_arrays(("s_ids", "s_deltas"), deltas))
     if batch.outcomes:
-        outcomes = batch.outcomes
         statements.append(
             "UPDATE transactions t SET status = o.status, error_code = o.code, "
             "error_message = o.message, balance_after = o.balance_after, "
@@ -434,12 +434,9 @@ def write(conn: Connection, batch: BatchWrite) -> None:
             "AS o(id, status, code, message, balance_after, amount, n) WHERE t.id = o.id"
         )
         params.update(
-            o_ids=[o.id for o in outcomes],
-            o_status=[o.status.value for o in outcomes],
-            o_code=[o.code for o in outcomes],
-            o_message=[o.message for o in outcomes],
-            o_bal=[o.balance_after for o in outcomes],
-            o_amount=[o.amount for o in outcomes],
+            _arrays(
+                ("o_ids", "o_status", "o_code", "o_message", "o_bal", "o_amount"), batch.outcomes
+            )
         )
     if batch.hold_statuses:
         statements.append(
@@ -447,14 +444,14 @@ def write(conn: Connection, batch: BatchWrite) -> None:
             "FROM unnest(CAST(:h_ids AS uuid[]), CAST(:h_status AS text[])) AS h(id, status) "
             "WHERE t.id = h.id"
         )
-        params.update(h_ids=list(batch.hold_statuses), h_status=list(batch.hold_statuses.values()))
+        params.update(_arrays(("h_ids", "h_status"), list(batch.hold_statuses.items())))
     if batch.reversals:
         statements.append(
             "UPDATE transactions t SET reversed_by = r.reversal "
             "FROM unnest(CAST(:r_ids AS uuid[]), CAST(:r_rev AS uuid[])) AS r(id, reversal) "
             "WHERE t.id = r.id"
         )
-        params.update(r_ids=list(batch.reversals), r_rev=list(batch.reversals.values()))
+        params.update(_arrays(("r_ids", "r_rev"), list(batch.reversals.items())))
     _controls(batch, statements, params)
     if statements:
         conn.execute(text("; ".join(statements)), params)
@@ -463,7 +460,6 @@ def write(conn: Connection, batch: BatchWrite) -> None:
 def _controls(batch: BatchWrite, statements: list[str], params: dict[str, Any]) -> None:
     """The statements of what the controls changed; nothing for a rule-free batch."""
     if batch.controlled:
-        columns = list(zip(*batch.controlled, strict=True))
         statements.append(
             "UPDATE accounts a SET balance = w.balance, held = w.held, "
             "lots = CAST(w.lots AS jsonb), lots_expire_at = w.expire_at, "
@@ -474,12 +470,9 @@ def _controls(batch: BatchWrite, statements: list[str], params: dict[str, Any]) 
             "AS w(id, balance, held, lots, expire_at, debits) WHERE a.id = w.id"
         )
         params.update(
-            c_ids=list(columns[0]),
-            c_bal=list(columns[1]),
-            c_held=list(columns[2]),
-            c_lots=list(columns[3]),
-            c_expire=list(columns[4]),
-            c_debits=list(columns[5]),
+            _arrays(
+                ("c_ids", "c_bal", "c_held", "c_lots", "c_expire", "c_debits"), batch.controlled
+            )
         )
     if batch.hold_lots:
         statements.append(
@@ -487,9 +480,8 @@ def _controls(batch: BatchWrite, statements: list[str], params: dict[str, Any]) 
             "FROM unnest(CAST(:hl_ids AS uuid[]), CAST(:hl_lots AS text[])) AS h(id, lots) "
             "WHERE t.id = h.id"
         )
-        params.update(hl_ids=list(batch.hold_lots), hl_lots=list(batch.hold_lots.values()))
+        params.update(_arrays(("hl_ids", "hl_lots"), list(batch.hold_lots.items())))
     if batch.freezes:
-        columns = list(zip(*batch.freezes, strict=True))
         statements.append(
             "INSERT INTO frozen_players (ledger_id, user_id, reason, since, freeze_id) "
             "SELECT * FROM unnest(CAST(:f_l AS int[]), CAST(:f_u AS text[]), "
@@ -497,20 +489,14 @@ def _controls(batch: BatchWrite, statements: list[str], params: dict[str, Any]) 
             "ON CONFLICT (ledger_id, user_id) DO UPDATE SET reason = excluded.reason, "
             "since = excluded.since, freeze_id = excluded.freeze_id"
         )
-        params.update(
-            f_l=list(columns[0]),
-            f_u=list(columns[1]),
-            f_r=list(columns[2]),
-            f_s=list(columns[3]),
-            f_id=list(columns[4]),
-        )
+        params.update(_arrays(("f_l", "f_u", "f_r", "f_s", "f_id"), batch.freezes))
     if batch.unfreezes:
         statements.append(
             "DELETE FROM frozen_players f USING unnest(CAST(:uf_l AS int[]), "
             "CAST(:uf_u AS text[])) AS p(ledger_id, user_id) "
             "WHERE f.ledger_id = p.ledger_id AND f.user_id = p.user_id"
         )
-        params.update(uf_l=[u[0] for u in batch.unfreezes], uf_u=[u[1] for u in batch.unfreezes])
+        params.update(_arrays(("uf_l", "uf_u"), batch.unfreezes))
 
 
 def reject_alone(conn: Connection, tx_id: uuid.UUID, code: str, message: str) -> Row[Any] | None:

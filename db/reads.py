@@ -376,9 +376,7 @@ def iso(moment: datetime | None) -> str | None:
     """RFC 3339 in UTC to the microsecond, the database's resolution:
     2026-11-20T10:00:00.012345Z. Exact, so any instant shown (a transaction's
     completed_at, a statement entry's) can be asked back with `?at=`."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+    return None if moment is None else iso_exact(moment)
 
 
 def iso_exact(moment: datetime) -> str:
