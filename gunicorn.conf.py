@@ -34,6 +34,8 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # request itself (api/observability.py, with the request id and the route); gunicorn's
 # access log, which would repeat it, stays quiet unless GUNICORN_ACCESSLOG asks for it.
 logconfig_dict = logs.dict_config("api")
+# Without GUNICORN_ACCESSLOG, gunicorn's access line is not even built (api/server.py).
+logger_class = "api.server.QuietAccessLogger"
 if not accesslog:
     logconfig_dict["loggers"]["gunicorn.access"]["level"] = "WARNING"
 # Each worker builds its own app, engine and Redis clients after the fork.
