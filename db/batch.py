@@ -75,10 +75,13 @@ class BatchWrite:
     unfreezes: list[tuple[int, str]] = field(default_factory=list)
 
 
-def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[Row[Any]]:
+def pending_commands(
+    conn: Connection, partition: int, limit: int, begin: str = ""
+) -> Sequence[Row[Any]]:
     """Take the partition's lease (db.lease.DrainLease), then read its oldest pending commands
-    in acceptance order: one round trip (two statements; the read's snapshot is taken
-    after the lease is granted, so it sees everything the previous holder committed).
+    in acceptance order: one round trip (two statements, after `begin`, the SQL that
+    opens a pipelined transaction (db.uow); the read's snapshot is taken after the lease
+    is granted, so it sees everything the previous holder committed).
 
     Each row also carries `foreign_seq`: the lowest seq of a pending command of
     *another* partition touching one of its wallets (a transfer to it, or the payee's
@@ -87,7 +90,7 @@ def pending_commands(conn: Connection, partition: int, limit: int) -> Sequence[R
     index probes on pending rows cover every case.
     """
     return conn.execute(
-        text("SELECT pg_advisory_xact_lock(:ns, :p); " + PENDING),
+        text(begin + "SELECT pg_advisory_xact_lock(:ns, :p); " + PENDING),
         {"ns": DRAIN_LOCK_NAMESPACE, "p": partition, "n": limit},
     ).all()
 
@@ -145,24 +148,36 @@ def foreign_pending(
     wallets = sorted(set(wallets))
     if not wallets:
         return []
-    rows = conn.execute(
-        text(
-            # No condition on partition here: it would let the planner use the
-            # partition index for these lookups (0004); own rows are dropped below.
-            "SELECT partition, wallet, min(seq) AS seq FROM ("
-            "  SELECT t.partition, t.to_user_id AS wallet, t.seq FROM transactions t "
-            "  JOIN unnest(CAST(:l AS int[]), CAST(:w AS text[])) AS w(ledger_id, usr) "
-            "    ON t.ledger_id = w.ledger_id AND t.to_user_id = w.usr "
-            "  WHERE t.status = 'pending' "
-            "  UNION ALL "
-            "  SELECT t.partition, t.user_id AS wallet, t.seq FROM transactions t "
-            "  JOIN unnest(CAST(:l AS int[]), CAST(:w AS text[])) AS w(ledger_id, usr) "
-            "    ON t.ledger_id = w.ledger_id AND t.user_id = w.usr "
-            "  WHERE t.status = 'pending'"
-            ") found GROUP BY partition, wallet"
-        ),
-        {"l": [w[0] for w in wallets], "w": [w[1] for w in wallets]},
-    ).all()
+    rows = conn.execute(text(FOREIGN_PENDING), foreign_pending_params(wallets)).all()
+    return others(partition, rows)
+
+
+# The statement of foreign_pending, for a caller that sends it with others (the drain
+# sends it right after its batch's COMMIT, in the same round trip: db.uow).
+FOREIGN_PENDING = (
+    # No condition on partition here: it would let the planner use the
+    # partition index for these lookups (0004); own rows are dropped by `others`.
+    "SELECT partition, wallet, min(seq) AS seq FROM ("
+    "  SELECT t.partition, t.to_user_id AS wallet, t.seq FROM transactions t "
+    "  JOIN unnest(CAST(:fp_l AS int[]), CAST(:fp_w AS text[])) AS w(ledger_id, usr) "
+    "    ON t.ledger_id = w.ledger_id AND t.to_user_id = w.usr "
+    "  WHERE t.status = 'pending' "
+    "  UNION ALL "
+    "  SELECT t.partition, t.user_id AS wallet, t.seq FROM transactions t "
+    "  JOIN unnest(CAST(:fp_l AS int[]), CAST(:fp_w AS text[])) AS w(ledger_id, usr) "
+    "    ON t.ledger_id = w.ledger_id AND t.user_id = w.usr "
+    "  WHERE t.status = 'pending'"
+    ") found GROUP BY partition, wallet"
+)
+
+
+def foreign_pending_params(wallets: Iterable[tuple[int, str]]) -> dict[str, list[Any]]:
+    wallets = sorted(set(wallets))
+    return {"fp_l": [w[0] for w in wallets], "fp_w": [w[1] for w in wallets]}
+
+
+def others(partition: int, rows: Sequence[Row[Any]]) -> list[Row[Any]]:
+    """The rows of FOREIGN_PENDING that are another partition's."""
     return [row for row in rows if row.partition != partition]
 
 
@@ -386,6 +401,14 @@ def write(conn: Connection, batch: BatchWrite) -> None:
 
     Every statement the batch needs, sent as one round trip.
     """
+    statement = write_statement(batch)
+    if statement is not None:
+        conn.execute(text(statement[0]), statement[1])
+
+
+def write_statement(batch: BatchWrite) -> tuple[str, dict[str, Any]] | None:
+    """The SQL and parameters of `write`, for a caller that sends them with its COMMIT
+    (db.uow); None when the batch changes nothing."""
     statements: list[str] = []
     params: dict[str, Any] = {}
     # The n-th outcome's instant (completed_at, and its entries' created_at): the
@@ -453,8 +476,7 @@ def write(conn: Connection, batch: BatchWrite) -> None:
         )
         params.update(_arrays(("r_ids", "r_rev"), list(batch.reversals.items())))
     _controls(batch, statements, params)
-    if statements:
-        conn.execute(text("; ".join(statements)), params)
+    return ("; ".join(statements), params) if statements else None
 
 
 def _controls(batch: BatchWrite, statements: list[str], params: dict[str, Any]) -> None:

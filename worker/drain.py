@@ -14,9 +14,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Row
+from sqlalchemy import Row, text
 
 import resources
 from db import batch as store
@@ -165,6 +165,15 @@ def apply_batch_isolating(partition: int, batch_size: int) -> BatchResult:
     return result
 
 
+class Decided(NamedTuple):
+    """What `_apply` decided: the batch's result, the write still to send (with the
+    COMMIT; None when there is none left), and whether there is anything to commit."""
+
+    result: BatchResult
+    write: tuple[str, dict[str, Any]] | None
+    commit: bool
+
+
 class BatchFailed(Exception):
     """A batch could not be applied for a reason that may repeat; `ids` are its commands."""
 
@@ -175,20 +184,35 @@ class BatchFailed(Exception):
 
 
 def apply_batch(partition: int, limit: int, expire_holds: bool = True) -> BatchResult:
-    """Apply up to `limit` of the partition's oldest pending commands in one transaction."""
+    """Apply up to `limit` of the partition's oldest pending commands in one transaction.
+
+    Three round trips for a batch without references: BEGIN with the lease and the read,
+    the wallets' lock, then the write with its COMMIT and the wake-up query
+    (`waiting_partitions`, asked right after the commit) in one message (db.uow).
+    """
     rows: Sequence[Row[Any]] = ()
+    woken: set[int] | None = None
     try:
-        with UnitOfWork() as uow:
-            rows = store.pending_commands(uow.connection, partition, limit)
-            result = _apply(uow.connection, partition, rows, limit, expire_holds)
-            if result is None:
+        with UnitOfWork(pipelined=True) as uow:
+            rows = store.pending_commands(uow.connection, partition, limit, uow.begin())
+            applied = _apply(uow.connection, partition, rows, limit, expire_holds)
+            if applied is None:
                 return BatchResult()
-            uow.commit()
+            result = applied.result
+            if applied.commit:
+                sql, params = applied.write or (None, {})
+                wake = bool(result.wallets)
+                if wake:
+                    params = {**params, **store.foreign_pending_params(result.wallets)}
+                found = uow.commit(sql, params, then=store.FOREIGN_PENDING if wake else None)
+                woken = {row.partition for row in store.others(partition, found)}
     except Exception as error:
         if is_unavailable(error):  # not this batch's fault: leave it pending
             raise
         raise BatchFailed([row.id for row in rows], error) from error
-    result.ring |= waiting_partitions(partition, result.wallets)
+    # Nothing written (every command waits on another partition): the wake-up query on
+    # its own, after the transaction is over.
+    result.ring |= woken if woken is not None else waiting_partitions(partition, result.wallets)
     return result
 
 
@@ -214,8 +238,8 @@ def waiting_partitions(partition: int, wallets: Set[WalletKey]) -> set[int]:
 
 def _apply(
     conn: Any, partition: int, rows: Sequence[Row[Any]], limit: int, expire_holds: bool
-) -> BatchResult | None:
-    """Decide and write one batch inside the caller's transaction; None when idle."""
+) -> Decided | None:
+    """Decide one batch inside the caller's transaction; None when idle."""
     # Which commands run now and which wait on another partition (ledger.scheduling).
     decided = scheduling.schedule(rows, _wallets, _foreign_seq, _seq)
     ready, waiting_wallets = decided.ready, decided.waiting
@@ -224,7 +248,7 @@ def _apply(
     if not ready and not due:
         if not rows:
             return None
-        return BatchResult(wallets=waiting_wallets)
+        return Decided(BatchResult(wallets=waiting_wallets), None, commit=False)
 
     # One book per ledger: a partition holds wallets of several ledgers, and the same
     # user id and asset code in two ledgers are two accounts (the book keys by code).
@@ -262,26 +286,30 @@ def _apply(
     for hold in due:
         books[hold.ledger_id].expire(str(hold.id))
 
-    write = _batch_write(conn, partition, ready, outcomes, books, locked)
-    store.write(conn, write)
-    callbacks = outbox.record(
-        conn, [(r.id, r.client_id, r.callback_url) for r in ready if r.callback_url]
-    )
+    batch = _batch_write(conn, partition, ready, outcomes, books, locked)
+    write = store.write_statement(batch)
+    notify = [(r.id, r.client_id, r.callback_url) for r in ready if r.callback_url]
+    if notify and write is not None:
+        # An outbox row's payload is the transaction as the write made it final: the
+        # write goes first, and the COMMIT (apply_batch) on its own.
+        conn.execute(text(write[0]), write[1])
+        write = None
+    callbacks = outbox.record(conn, notify)
     finished = [
         Finished(
             row.id,
             row.type,
-            decided.status,
+            outcome.status,
             row.client_id,
             row.callback_url,
             row.created_at,
-            decided.code,
+            outcome.code,
             row.request_id,
             row.ledger_id,
         )
-        for row, decided in zip(ready, write.outcomes, strict=True)
+        for row, outcome in zip(ready, batch.outcomes, strict=True)
     ]
-    return BatchResult(
+    result = BatchResult(
         finished,
         len(due),
         # A batch that left commands waiting stops the drain: the partition it waits
@@ -293,6 +321,7 @@ def _apply(
         # completed.
         wallets={w for row in ready for w in _wallets(row)} | waiting_wallets,
     )
+    return Decided(result, write, commit=True)
 
 
 def _due_holds(conn: Any, partition: int) -> Sequence[Row[Any]]:
