@@ -16,8 +16,9 @@
 
 Environment: DATABASE_URL (one host or libpq's host1:port1,host2:port2), REDIS_URL or
 REDIS_SENTINELS + REDIS_SENTINEL_MASTER, WALLET_ADMIN_KEY, FLOWER_BASIC_AUTH,
-WALLET_PARTITIONS (8: the count of a new database), WALLET_MAX_PARTITIONS (64: the
-queues every partition worker consumes), WALLET_WORKER_PROCESSES (2), HOSTNAME (the
+WALLET_PARTITIONS (the count of a new database; unset: one per core, 2 to 8),
+WALLET_MAX_PARTITIONS (64: the queues every partition worker consumes),
+WALLET_WORKER_PROCESSES (2), HOSTNAME (the
 host part of the workers' Celery node names; Celery's %h when unset), PORT (8000),
 FLOWER_PORT (5555), WALLET_DATA_DIR (.data), PROMETHEUS_MULTIPROC_DIR (<data>/metrics).
 """
