@@ -39,7 +39,8 @@ class Settings:
     sweep_after_seconds: float
     # How often beat's expiry sweeper looks for due credits (worker.expiry).
     expiry_sweep_seconds: float
-    # How long a woken drain lets commands gather before it reads (WALLET_DRAIN_GATHER_MS).
+    # How long a drain rung while its batch ran lets commands gather before it reads
+    # again (WALLET_DRAIN_GATHER_MS); an idle drain that is rung reads at once.
     drain_gather_seconds: float
     # How often beat runs the reconciliation (WALLET_RECONCILE_EVERY, seconds).
     reconcile_every_seconds: float

@@ -63,6 +63,14 @@ class PartitionLease:
         so it sees every command rung for)."""
         return self._chain.held or self._chain.acquire()
 
+    def rung(self) -> bool:
+        """Whether a ring is already waiting (it came while the last batch ran), without
+        waiting for one; it is taken."""
+        try:
+            return doorbell.redis_client().lpop(doorbell.bell(self.partition)) is not None
+        except redis.RedisError:
+            return False
+
     def linger(self, seconds: float) -> bool:
         """With nothing left to drain, wait briefly for a ring; True if one came."""
         try:

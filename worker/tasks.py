@@ -69,11 +69,14 @@ def apply_partition(partition: int) -> None:
                 if result.more or time.monotonic() >= deadline:
                     lease.hand_off()  # the worker thread goes back; the next chain is queued
                     return
-                if lease.linger(LINGER_SECONDS):
-                    # Woken by a ring: let a few more commands arrive, so that one
-                    # transaction (one WAL flush) applies several of them.
+                if lease.rung():
+                    # Rung while the batch ran: commands arrive faster than batches
+                    # commit. Let a few more join, so that one transaction (one WAL
+                    # flush) applies several of them.
                     time.sleep(SETTINGS.drain_gather_seconds)
                     continue
+                if lease.linger(LINGER_SECONDS):
+                    continue  # woken from idle: the command that rang is applied at once
                 if not lease.let_go(lambda: _found_work(batches(0.1))):
                     return
     except Exception as error:

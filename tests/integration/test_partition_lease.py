@@ -240,3 +240,25 @@ def test_a_ring_while_a_chain_lets_go_is_not_lost():
         machine.at_most_one_chain_holds_the_lease()
     finally:
         machine.teardown()
+
+
+@pytest.mark.usefixtures("database")
+def test_a_ring_that_came_during_a_batch_is_seen_without_waiting():
+    """`rung` (a busy partition: gather, then drain) takes a waiting bell at once and
+    never waits; `linger` (an idle one) waits for the next."""
+    client = doorbell.redis_client()
+    client.delete(doorbell.flag(PARTITION), doorbell.bell(PARTITION))
+    lease = PartitionLease(PARTITION)
+    try:
+        started = time.monotonic()
+        assert not lease.rung()
+        assert time.monotonic() - started < 0.5
+        client.lpush(doorbell.bell(PARTITION), "1")  # a ring during the batch
+        assert lease.rung()
+        assert not lease.rung() and client.llen(doorbell.bell(PARTITION)) == 0
+        started = time.monotonic()
+        assert not lease.linger(0.2)
+        assert time.monotonic() - started >= 0.15  # lingering does wait
+    finally:
+        lease.close()
+        client.delete(doorbell.flag(PARTITION), doorbell.bell(PARTITION))
