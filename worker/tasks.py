@@ -36,9 +36,12 @@ SETTINGS = settings.load()
 # A drain gives its worker back after this long and rings again: other partitions
 # served by the same process get their turn, and no message stays unacked for long.
 DRAIN_BUDGET_SECONDS = 5.0
-# How long a drain with nothing left waits for a ring before it lets go: commands that
-# arrive meanwhile join its next batch instead of each starting a task.
-LINGER_SECONDS = 0.05
+# How long a drain with nothing left waits for a ring before it lets go: a command that
+# arrives meanwhile is applied by this chain at once, instead of starting a task of its
+# own (a Celery message, a worker thread, the chain lock). A lingering chain holds a
+# worker thread and a Redis connection, nothing else. Measured (README, Performance):
+# at 30 commands/s, 1 s instead of 50 ms took the apply latency p50 from 8.0 to 5.8 ms.
+LINGER_SECONDS = 1.0
 
 
 @app.task(name="wallet.apply_partition", ignore_result=True)
