@@ -7,6 +7,7 @@ prefork children) the child must not share the parent's sockets: it builds its o
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.errors
+import psycopg2.extensions
 import psycopg2.extras
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext
@@ -23,6 +25,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 import resources
 import settings
 from db.urls import sqlalchemy_url
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,30 @@ class Engines:
 
 
 def _build() -> Engines:
-    return Engines(
-        transactional=_create(pool_size=8),
-        autocommit=_create(pool_size=16, isolation_level="AUTOCOMMIT", pool_reset_on_return=None),
-    )
+    autocommit = _create(pool_size=16, isolation_level="AUTOCOMMIT", pool_reset_on_return=None)
+    event.listen(autocommit, "checkin", _no_transaction_left_open)
+    return Engines(transactional=_create(pool_size=8), autocommit=autocommit)
+
+
+def _no_transaction_left_open(dbapi_connection: Any, record: Any) -> None:
+    """The autocommit pool resets nothing on return, and a pipelined unit of work (db.uow)
+    opens transactions on its connections with a BEGIN of its own: a connection that
+    comes back inside one (a bug: the unit of work ends its transactions itself) is
+    rolled back, or dropped, before anyone else gets it. Asking libpq for the
+    transaction status costs no round trip."""
+    if dbapi_connection is None:
+        return
+    status = dbapi_connection.info.transaction_status
+    if status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+        return
+    log.error("a connection came back to the autocommit pool in a transaction (%s)", status)
+    try:
+        if status == psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN:
+            raise psycopg2.InterfaceError("the connection's state is unknown")
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+    except Exception:
+        record.invalidate()
 
 
 def _dispose(engines: Engines, after_fork: bool) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+import psycopg2.extensions
 from sqlalchemy import Connection, Row, text
 
 from db.engine import autocommit_connection, get_engine
@@ -74,16 +75,27 @@ class UnitOfWork:
         statement: str | None = None,
         params: Mapping[str, Any] | None = None,
         then: str | None = None,
-    ) -> Sequence[Row[Any]]:
+    ) -> Sequence[Row[Any]] | None:
         """Commit, with `statement` as the transaction's last statement and `then` run
         right after the commit (on its own, as a statement of its own transaction);
-        the rows of `then`, if any. Pipelined, all of it is one round trip."""
+        the rows of `then`, if any. Pipelined, all of it is one round trip; if `then`
+        fails after the COMMIT went through, the work is committed and None is
+        returned (the caller asks again, or does without)."""
         sql = [s for s in (statement,) if s]
         if self._pipelined:
             if self._begun:
                 sql.append("COMMIT")
             sql += [then] if then else []
-            rows = self._execute(sql, params, returns=bool(then))
+            try:
+                rows = self._execute(sql, params, returns=bool(then))
+            except Exception:
+                if not (self._begun and then and self._transaction_over()):
+                    raise
+                # The COMMIT went through and the statement after it failed: the work
+                # is durable, its after-commit hooks must run. No rows (None).
+                log.warning("the statement after a commit failed", exc_info=True)
+                self._committed = True
+                return None
         else:
             self._execute(sql, params, returns=False)
             if not self._autocommit:
@@ -120,9 +132,22 @@ class UnitOfWork:
                 except Exception:
                     log.exception("an after-commit hook failed")
 
+    def _transaction_over(self) -> bool:
+        """Whether the server's session is outside any transaction now, as libpq last
+        heard (no round trip): after a failed message that held a COMMIT, the COMMIT
+        went through. False when the connection is gone (the outcome is unknown)."""
+        try:
+            dbapi = self.connection.connection.dbapi_connection
+            idle = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+            return dbapi is not None and dbapi.info.transaction_status == idle
+        except Exception:
+            return False
+
     def _roll_back_pipelined(self) -> None:
         """ROLLBACK on the autocommit connection (its pool does not reset it), or, if
         that fails, drop the connection: closing it ends the transaction on the server."""
+        if self.connection.invalidated:  # dropped already (a disconnect): nothing is open
+            return
         try:
             self.connection.exec_driver_sql("ROLLBACK")
         except Exception as error:

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 # Longer than a drain holds its partition between refreshes (worker.lease).
 FLAG_TTL_SECONDS = 30
+# Short: a stalled Redis must not hold an accepted command's 202 for long. A drain's
+# linger (worker.tasks) waits less than this.
+SOCKET_TIMEOUT_SECONDS = 2.0
 
 
 def flag(partition: int) -> str:
@@ -63,7 +66,7 @@ class _Connection:
 
 def _connect() -> _Connection:
     # Short timeouts: a stalled Redis must not hold an accepted command's 202 for long.
-    client = connect_redis(socket_timeout=2, health_check_interval=30)
+    client = connect_redis(socket_timeout=SOCKET_TIMEOUT_SECONDS, health_check_interval=30)
     return _Connection(client, client.register_script(RING))
 
 

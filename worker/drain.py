@@ -205,13 +205,14 @@ def apply_batch(partition: int, limit: int, expire_holds: bool = True) -> BatchR
                 if wake:
                     params = {**params, **store.foreign_pending_params(result.wallets)}
                 found = uow.commit(sql, params, then=store.FOREIGN_PENDING if wake else None)
-                woken = {row.partition for row in store.others(partition, found)}
+                if found is not None:  # None: the wake-up query failed after the COMMIT
+                    woken = {row.partition for row in store.others(partition, found)}
     except Exception as error:
         if is_unavailable(error):  # not this batch's fault: leave it pending
             raise
         raise BatchFailed([row.id for row in rows], error) from error
-    # Nothing written (every command waits on another partition): the wake-up query on
-    # its own, after the transaction is over.
+    # Nothing written (every command waits on another partition), or the wake-up query
+    # failed after the COMMIT: the wake-up query on its own, after the transaction.
     result.ring |= woken if woken is not None else waiting_partitions(partition, result.wallets)
     return result
 

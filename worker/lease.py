@@ -15,7 +15,8 @@ lease keeps chains from piling up, the DrainLease is the fence.
 
 The states and moves (`PartitionLease`):
 
-    free --acquire--> held --linger--> held (a ring came: drain again) | held (none)
+    free --acquire--> held --rung--> held (a ring came during the batch: gather, drain)
+    held --linger--> held (a ring came: drain again) | held (none)
     held --hand_off--> free (the flag kept for the next chain, which is enqueued)
     held --let_go(last_look)--> free, or held again if the last look found work and
                                  no ring took the flag first

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 
+import psycopg2.extensions
 import pytest
 from sqlalchemy import text
 
-from db.engine import connect
+from db.engine import autocommit, connect
 from db.uow import UnitOfWork
 from tests.support import unique
 
@@ -135,11 +136,42 @@ def test_pipelined_work_left_uncommitted_rolls_back_and_frees_its_locks():
         _insert(uow.connection, code)
         uow.commit("SELECT 1 / 0")
     assert _lock_is_free(4) and _count(code) == 0
-    for _ in range(20):  # every pooled connection, most likely
-        with UnitOfWork(pipelined=True) as uow:
-            _pipelined_lock(uow, 5)
-            uow.commit("INSERT INTO uow_probe (code) VALUES (:c)", {"c": code})
-    assert _count(code) == 20
+    # The connection went back to the pool outside any transaction, and works.
+    with UnitOfWork(pipelined=True) as uow:
+        assert _transaction_status(uow) == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        _pipelined_lock(uow, 5)
+        uow.commit("INSERT INTO uow_probe (code) VALUES (:c)", {"c": code})
+    assert _count(code) == 1
+
+
+def _transaction_status(uow: UnitOfWork) -> int:
+    return uow.connection.connection.dbapi_connection.info.transaction_status
+
+
+def test_a_failure_after_the_commit_leaves_the_work_committed():
+    """The statement sent after the COMMIT fails: the work is durable all the same, and
+    the unit of work says so (no rows), so its after-commit hooks run."""
+    code, seen = unique("uow"), []
+    with UnitOfWork(pipelined=True) as uow:
+        _pipelined_lock(uow, 7)
+        uow.after_commit(lambda: seen.append("hook"))
+        rows = uow.commit(
+            "INSERT INTO uow_probe (code) VALUES (:c)", {"c": code}, then="SELECT 1/0"
+        )
+    assert rows is None and seen == ["hook"]
+    assert _count(code) == 1 and _lock_is_free(7)
+
+
+def test_a_connection_returned_inside_a_transaction_is_cleaned_before_reuse():
+    """The autocommit pool's safety net (db.engine): whatever a caller left open on a
+    connection, the next one to check it out finds no transaction and no lock."""
+    with autocommit() as conn:
+        conn.exec_driver_sql("BEGIN")
+        conn.execute(text("SELECT pg_advisory_xact_lock(:ns, 8)"), {"ns": LOCK})
+    assert _lock_is_free(8)
+    with autocommit() as conn:
+        status = conn.connection.dbapi_connection.info.transaction_status
+    assert status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 
 def test_pipelined_work_whose_rollback_fails_drops_its_connection(monkeypatch):
