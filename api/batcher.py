@@ -33,10 +33,19 @@ class Closed(RuntimeError):
     """The batcher was closed before this item was handled."""
 
 
+def _held() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass
 class _Waiting(Generic[T, R]):
     item: T
-    done: threading.Event = field(default_factory=threading.Event)
+    # Held until the item is answered: the caller waits by acquiring it, the worker
+    # answers by releasing it. A bare lock, not an Event (a Condition, its lock, and a
+    # lock allocated per wait): the caller's thread costs the GIL less per request.
+    done: threading.Lock = field(default_factory=_held)
     outcome: R | BaseException | None = None
     answered: bool = False
 
@@ -73,7 +82,7 @@ class Batcher(Generic[T, R]):
                 self._start()
             self._queue.append(waiting)
             self._ready.notify()
-        if not waiting.done.wait(self._timeout):
+        if not waiting.done.acquire(timeout=self._timeout):
             raise Timeout(f"{self._name}: no answer in {self._timeout} s")
         if isinstance(waiting.outcome, BaseException):
             raise waiting.outcome
@@ -135,4 +144,4 @@ def _answer(batch: Sequence[_Waiting[T, R]], outcomes: Sequence[R | BaseExceptio
     for waiting in batch:
         if not waiting.answered:
             waiting.outcome = RuntimeError("no outcome")
-        waiting.done.set()
+        waiting.done.release()  # each item is answered once: it left the queue once
