@@ -94,6 +94,12 @@ def _own_resources(**_: Any) -> None:
     resources.start()
 
 
+@worker_ready.connect
+def _freeze_startup_objects(**_: Any) -> None:
+    """The worker is up: what it built leaves the garbage collector's full walks."""
+    resources.freeze_startup_objects()
+
+
 @setup_logging.connect
 def _json_lines(loglevel: Any = logging.INFO, **_: Any) -> None:
     """Workers and beat log JSON lines like every process (logs.py); with this receiver
