@@ -41,9 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--soak", action="store_true", help="half load for --soak-minutes")
     parser.add_argument("--soak-minutes", type=float, default=10.0)
     parser.add_argument("--rate", type=float, help="the soak's rate (default: half the single)")
+    parser.add_argument(
+        "--latency-at",
+        metavar="RATE[,RATE...]",
+        help="only the latency row, at these offered rates (commands/s), one stack",
+    )
     args = parser.parse_args(argv)
     if args.soak:
         return _soak(args)
+    if args.latency_at:
+        return _latency_at([float(r) for r in args.latency_at.split(",")], args)
     seconds = 10.0 if args.short else args.seconds
 
     started = time.time()
@@ -67,6 +74,30 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.write_text(json.dumps(results, indent=2))
     print(render_many(runs), flush=True)
     print(f"\n(raw figures: {RESULTS})", file=sys.stderr)
+    return 0
+
+
+def _latency_at(rates: list[float], args: argparse.Namespace) -> int:
+    """The latency row at each offered rate, on one stack: submit to applied, and its
+    split at the intake transaction (created_at), for each command of the row."""
+    rows = []
+    try:
+        with bench_stack(Target.from_args(args)) as target:
+            bench = Bench(target, 10.0 if args.short else args.seconds)
+            bench.prepare()
+            for rate in rates:
+                bench._checkpoint()
+                rows.append(bench._latency(rate))
+    finally:
+        if not args.url:
+            stop_bench_servers()
+    print("rate/s  commands  p50 ms  p99 ms  intake p50 / p99  applied p50 / p99")
+    for r in rows:
+        print(
+            f"{r['rate']:>6.0f}  {r['commands']:>8}  {r['p50_ms']:>6.1f}  {r['p99_ms']:>6.1f}"
+            f"  {r['intake_p50_ms']:>6.1f} / {r['intake_p99_ms']:<6.1f}"
+            f"  {r['apply_p50_ms']:>6.1f} / {r['apply_p99_ms']:.1f}"
+        )
     return 0
 
 

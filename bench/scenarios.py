@@ -141,12 +141,16 @@ class Bench:
 
     # -- the service ------------------------------------------------------------------
 
-    def run_service_rows(self, big: bool) -> None:
+    def prepare(self) -> None:
+        """Fund the players (and the hot one, and the ruled asset's), then warm up."""
         self._say(f"funding {USERS} players and one hot player")
         self._fund([f"bench-{i}" for i in range(USERS)] + ["bench-hot"], 10**12)
         self._ruled_asset()
         self._fund([f"bench-{i}" for i in range(USERS)], 10**12, RULED_ASSET)
         self._warm_up()
+
+    def run_service_rows(self, big: bool) -> None:
+        self.prepare()
         with Sampler(self.target) as sampler:
             self.results["single"] = self._single("spread", self._spend_spread)
             self.results["resources"] = sampler.cpu_split()
