@@ -85,9 +85,7 @@ def _latency_at(rates: list[float], args: argparse.Namespace) -> int:
         with bench_stack(Target.from_args(args)) as target:
             bench = Bench(target, 10.0 if args.short else args.seconds)
             bench.prepare()
-            for rate in rates:
-                bench._checkpoint()
-                rows.append(bench._latency(rate))
+            rows.extend(bench._latency(rate) for rate in rates)
     finally:
         if not args.url:
             stop_bench_servers()

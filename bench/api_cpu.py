@@ -286,23 +286,25 @@ def _child(args: argparse.Namespace) -> int:
 
 
 def _profile_committers() -> dict[int, Any]:
-    """A cProfile per group-commit thread, on from now on (api.intake.GroupCommit)."""
+    """A cProfile per group-commit thread, on from now on (the handler of this
+    process's api.intake.GROUP_COMMIT batcher)."""
     import cProfile
 
     from api import intake
 
     found: dict[int, Any] = {}
-    original = intake.GroupCommit._commit
+    group = intake.GROUP_COMMIT.get()
+    original = group._handle
 
-    def profiled(self: Any, batch: Any) -> Any:
+    def profiled(items: Any) -> Any:
         profiler = found.setdefault(threading.get_ident(), cProfile.Profile(time.thread_time))
         profiler.enable()
         try:
-            return original(self, batch)
+            return original(items)
         finally:
             profiler.disable()
 
-    intake.GroupCommit._commit = profiled  # type: ignore[method-assign]
+    group._handle = profiled
     return found
 
 

@@ -247,6 +247,7 @@ class Bench:
         return self._rates(result, seq, accepted=accepted)
 
     def _latency(self, rate: float) -> dict[str, Any]:
+        self._checkpoint()  # like every row: it does not pay for the batch row's WAL
         seconds = max(10.0, self.seconds * 2 / 3)
         self._say(f"latency at {rate:.0f}/s (half the end-to-end rate), {seconds:.0f} s")
         run = uuid.uuid4().hex[:8]
