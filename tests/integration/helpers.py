@@ -83,6 +83,16 @@ def users_in_distinct_partitions(count: int, partitions: int = 8) -> list[str]:
     return list(found.values())
 
 
+def users_in(partition: int, count: int, partitions: int = 8) -> list[str]:
+    """`count` new players whose wallets live in `partition`."""
+    found: list[str] = []
+    while len(found) < count:
+        user = unique()
+        if partition_of(user, partitions) == partition:
+            found.append(user)
+    return found
+
+
 class Drainers:
     """Threads draining partitions over and over, as competing workers would.
 

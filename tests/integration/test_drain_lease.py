@@ -18,9 +18,8 @@ from sqlalchemy import text
 from db import batch as store
 from db.engine import connect
 from db.uow import UnitOfWork
-from ledger import CommandType, TransactionStatus, partition_of
-from tests.integration.helpers import balance, drain_all, statuses, submit
-from tests.support import unique
+from ledger import CommandType, TransactionStatus
+from tests.integration.helpers import balance, drain_all, statuses, submit, users_in
 from worker.drain import drain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,15 +34,6 @@ while time.monotonic() < deadline:
     finished += [str(f.id) for f in drain(partition, batch_size=7).finished]
 json.dump(finished, open(out, "w"))
 """
-
-
-def users_in(partition: int, count: int) -> list[str]:
-    found: list[str] = []
-    while len(found) < count:
-        user = unique("lease")
-        if partition_of(user, 8) == partition:
-            found.append(user)
-    return found
 
 
 def test_two_hosts_draining_one_partition_apply_each_command_once_in_order(tmp_path, rings):

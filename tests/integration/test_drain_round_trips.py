@@ -24,7 +24,13 @@ from db.engine import ENGINES, connect
 from db.lease import DRAIN_LOCK_NAMESPACE
 from db.uow import UnitOfWork
 from ledger import DEFAULT_LEDGER_ID, CommandType, TransactionStatus, partition_of
-from tests.integration.helpers import balance, statuses, submit, users_in_distinct_partitions
+from tests.integration.helpers import (
+    balance,
+    statuses,
+    submit,
+    users_in,
+    users_in_distinct_partitions,
+)
 from tests.support import unique
 from worker import drain as drain_module
 from worker.drain import apply_batch
@@ -60,18 +66,9 @@ def round_trips() -> Iterator[list[str]]:
             event.remove(target, name, fn)
 
 
-def _users_in(partition: int, count: int) -> list[str]:
-    found: list[str] = []
-    while len(found) < count:
-        user = unique("trips")
-        if partition_of(user, 8) == partition:
-            found.append(user)
-    return found
-
-
 def test_a_batch_of_plain_commands_is_three_round_trips(rings):
     partition = 5
-    players = _users_in(partition, 3)
+    players = users_in(partition, 3)
     for player in players:
         submit(CommandType.TOPUP, user_id=player, asset="GOLD_COINS", amount=50)
     apply_batch(partition, 500)  # the wallets and shards are known to this process now
@@ -145,7 +142,7 @@ def test_a_wake_up_query_failing_after_the_commit_keeps_the_batch_and_asks_again
     again on its own (worker.drain.waiting_partitions: which rings everyone if even that
     fails)."""
     partition = 5
-    player = _users_in(partition, 1)[0]
+    player = users_in(partition, 1)[0]
     command = submit(CommandType.TOPUP, user_id=player, asset="GOLD_COINS", amount=7)
     asked: list[set] = []
     monkeypatch.setattr(store, "FOREIGN_PENDING", "SELECT 1/0")
@@ -162,7 +159,7 @@ def test_a_write_failing_with_its_commit_fails_the_batch_and_leaves_nothing_open
     rings, monkeypatch
 ):
     partition = 5
-    player = _users_in(partition, 1)[0]
+    player = users_in(partition, 1)[0]
     command = submit(CommandType.TOPUP, user_id=player, asset="GOLD_COINS", amount=7)
     real = store.write_statement
 
@@ -202,7 +199,7 @@ def test_a_batch_with_callbacks_writes_before_its_outbox_rows(rings):
     """An outbox row's payload is the transaction as it became final: the write is sent
     before the outbox is filled, and the COMMIT goes on its own (with the wake-up)."""
     partition = 5
-    player = _users_in(partition, 1)[0]
+    player = users_in(partition, 1)[0]
     submit(CommandType.TOPUP, user_id=player, asset="GOLD_COINS", amount=3)
     apply_batch(partition, 500)
     with connect() as conn:
