@@ -165,8 +165,8 @@ def apply_batch_isolating(partition: int, batch_size: int) -> BatchResult:
     return result
 
 
-class Decided(NamedTuple):
-    """What `_apply` decided: the batch's result, the write still to send (with the
+class Decision(NamedTuple):
+    """What `_apply` decided for a batch: its result, the write still to send (with the
     COMMIT; None when there is none left), and whether there is anything to commit."""
 
     result: BatchResult
@@ -239,7 +239,7 @@ def waiting_partitions(partition: int, wallets: Set[WalletKey]) -> set[int]:
 
 def _apply(
     conn: Any, partition: int, rows: Sequence[Row[Any]], limit: int, expire_holds: bool
-) -> Decided | None:
+) -> Decision | None:
     """Decide one batch inside the caller's transaction; None when idle."""
     # Which commands run now and which wait on another partition (ledger.scheduling).
     decided = scheduling.schedule(rows, _wallets, _foreign_seq, _seq)
@@ -249,7 +249,7 @@ def _apply(
     if not ready and not due:
         if not rows:
             return None
-        return Decided(BatchResult(wallets=waiting_wallets), None, commit=False)
+        return Decision(BatchResult(wallets=waiting_wallets), None, commit=False)
 
     # One book per ledger: a partition holds wallets of several ledgers, and the same
     # user id and asset code in two ledgers are two accounts (the book keys by code).
@@ -322,7 +322,7 @@ def _apply(
         # completed.
         wallets={w for row in ready for w in _wallets(row)} | waiting_wallets,
     )
-    return Decided(result, write, commit=True)
+    return Decision(result, write, commit=True)
 
 
 def _due_holds(conn: Any, partition: int) -> Sequence[Row[Any]]:
